@@ -1,0 +1,11 @@
+//! Callwarden's domain: what a caller, a line, a rule and a decision are, and how a decision is
+//! reached. Pure code with no I/O, so every rule of the product can be tested without servers.
+//!
+//! Everything that crosses the edge of the service is parsed here once into a type that cannot
+//! hold an invalid value: [`phone::E164`], [`phone::CallerId`], [`line::LineId`],
+//! [`rule::Pattern`], [`rule::OperatorId`].
+
+pub mod decision;
+pub mod line;
+pub mod phone;
+pub mod rule;
