@@ -42,8 +42,22 @@ pub enum PhoneError {
 }
 
 /// A region (ISO 3166-1 alpha-2) whose national formats a line's callers use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Region(phonenumber::country::Id);
+
+impl TryFrom<String> for Region {
+    type Error = PhoneError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Region> for String {
+    fn from(r: Region) -> Self {
+        r.to_string()
+    }
+}
 
 impl FromStr for Region {
     type Err = PhoneError;

@@ -1,1 +1,10 @@
+//! The Callwarden service: configuration, the gRPC services, the HTTP side and the composition
+//! root. The `callwarden` binary (`main.rs`) is a thin shell around [`startup::Application`].
 
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,53 @@
+//! The API's error type and its mapping to gRPC statuses: the one place where that happens.
+
+use callwarden_storage::StorageError;
+use tonic::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request field that cannot be used; the message names the field and the value.
+    #[error("{field}: {message}")]
+    InvalidArgument { field: String, message: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, message: impl ToString) -> Self {
+        Self::InvalidArgument {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+
+    /// The same error about a field of the `n`th message of a client stream.
+    pub fn in_message(self, n: u64) -> Self {
+        match self {
+            Self::InvalidArgument { field, message } => Self::InvalidArgument {
+                field: format!("message #{n}: {field}"),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            ApiError::Storage(StorageError::RuleNotFound(_)) => Status::not_found(e.to_string()),
+            ApiError::Storage(StorageError::RuleAlreadyRemoved(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
+            ApiError::Storage(StorageError::Postgres(_) | StorageError::Redis(_)) => {
+                tracing::error!(error = %e, "storage unavailable");
+                Status::unavailable("storage is unavailable; retry shortly")
+            }
+            ApiError::Storage(StorageError::Corrupt(_)) => {
+                tracing::error!(error = %e, "corrupt record");
+                Status::internal("internal error")
+            }
+        }
+    }
+}

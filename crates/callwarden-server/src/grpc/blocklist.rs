@@ -1,0 +1,142 @@
+//! `callwarden.v1.BlockList`: adding, importing, removing and reading rules.
+
+use super::convert;
+use crate::{clock::Clock, error::ApiError};
+use callwarden_domain::{line::LineDirectory, rule::RuleId};
+use callwarden_proto::v1::{self as pb, block_list_server};
+use callwarden_storage::{RuleBook, RuleFilter};
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub struct BlockListService {
+    pub rules: RuleBook,
+    pub lines: Arc<LineDirectory>,
+    pub clock: Arc<dyn Clock>,
+}
+
+fn rule_id(field: &str, value: &str) -> Result<RuleId, ApiError> {
+    value
+        .parse()
+        .map_err(|_| ApiError::invalid(field, format!("{value:?} is not a rule id")))
+}
+
+impl BlockListService {
+    async fn import(&self, mut stream: Streaming<pb::AddRuleRequest>) -> Result<u64, Status> {
+        let mut import = self
+            .rules
+            .begin_import(self.clock.now())
+            .await
+            .map_err(ApiError::from)?;
+        let mut n = 0u64;
+        // An error returns early and drops `import`, which rolls the whole import back.
+        while let Some(message) = stream.next().await {
+            n += 1;
+            let rule = convert::new_rule(&message?, &self.lines).map_err(|e| e.in_message(n))?;
+            import.add(rule).await.map_err(ApiError::from)?;
+        }
+        let imported = import.commit().await.map_err(ApiError::from)?;
+        tracing::info!(imported, "rules imported");
+        Ok(imported)
+    }
+
+    fn filter(&self, req: &pb::ListRulesRequest) -> Result<RuleFilter, ApiError> {
+        let default_region = self.lines.default_policy().region;
+        Ok(RuleFilter {
+            scope: req
+                .scope
+                .as_ref()
+                .map(|s| convert::scope("scope", Some(s), default_region))
+                .transpose()?,
+            effect: (req.effect != pb::Effect::Unspecified as i32)
+                .then(|| convert::effect("effect", req.effect))
+                .transpose()?,
+            pattern_prefix: (!req.pattern_prefix.is_empty()).then(|| req.pattern_prefix.clone()),
+            include_inactive: req.include_inactive,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl block_list_server::BlockList for BlockListService {
+    async fn add_rule(
+        &self,
+        request: Request<pb::AddRuleRequest>,
+    ) -> Result<Response<pb::Rule>, Status> {
+        let rule = convert::new_rule(request.get_ref(), &self.lines)?;
+        let rule = self
+            .rules
+            .add(rule, self.clock.now())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(rule_id = %rule.id, scope = rule.scope.kind(), effect = rule.effect.as_str(), "rule added");
+        Ok(Response::new(convert::rule_to_wire(&rule)))
+    }
+
+    async fn import_rules(
+        &self,
+        request: Request<Streaming<pb::AddRuleRequest>>,
+    ) -> Result<Response<pb::ImportRulesResponse>, Status> {
+        let imported = self.import(request.into_inner()).await?;
+        Ok(Response::new(pb::ImportRulesResponse { imported }))
+    }
+
+    async fn remove_rule(
+        &self,
+        request: Request<pb::RemoveRuleRequest>,
+    ) -> Result<Response<pb::Rule>, Status> {
+        let req = request.into_inner();
+        let id = rule_id("id", &req.id)?;
+        let removed_by = convert::actor("removed_by", &req.removed_by)?;
+        let rule = self
+            .rules
+            .remove(id, &removed_by, self.clock.now())
+            .await
+            .map_err(ApiError::from)?;
+        tracing::info!(rule_id = %rule.id, "rule removed");
+        Ok(Response::new(convert::rule_to_wire(&rule)))
+    }
+
+    async fn get_rule(
+        &self,
+        request: Request<pb::GetRuleRequest>,
+    ) -> Result<Response<pb::Rule>, Status> {
+        let id = rule_id("id", &request.get_ref().id)?;
+        let rule = self.rules.get(id).await.map_err(ApiError::from)?;
+        Ok(Response::new(convert::rule_to_wire(&rule)))
+    }
+
+    async fn list_rules(
+        &self,
+        request: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let req = request.into_inner();
+        let page_size = match req.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n <= MAX_PAGE_SIZE => n,
+            n => {
+                return Err(ApiError::invalid(
+                    "page_size",
+                    format!("{n} is more than {MAX_PAGE_SIZE}"),
+                )
+                .into());
+            }
+        };
+        let after = (!req.page_token.is_empty())
+            .then(|| rule_id("page_token", &req.page_token))
+            .transpose()?;
+        let filter = self.filter(&req)?;
+        let page = self
+            .rules
+            .list(&filter, page_size as usize, after, self.clock.now())
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::ListRulesResponse {
+            rules: page.rules.iter().map(convert::rule_to_wire).collect(),
+            next_page_token: page.next_after.map(|id| id.to_string()).unwrap_or_default(),
+        }))
+    }
+}

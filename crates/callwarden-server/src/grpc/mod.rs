@@ -1,0 +1,6 @@
+//! The gRPC services. Each handler parses its request at the edge into domain types (see
+//! [`convert`]), calls the domain and storage, and maps errors through [`crate::error`].
+
+pub mod blocklist;
+pub mod convert;
+pub mod screening;

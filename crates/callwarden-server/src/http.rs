@@ -1,0 +1,56 @@
+//! The HTTP side: liveness, readiness (for load balancers and Kubernetes) and Prometheus metrics.
+
+use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub pg: PgPool,
+    pub redis: ConnectionManager,
+    pub metrics: PrometheusHandle,
+    /// Cancelled when shutdown starts, so readiness fails and load balancers stop sending.
+    pub shutdown: CancellationToken,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Ready when both stores answer and the process is not shutting down.
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    if state.shutdown.is_cancelled() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting down\n".to_owned(),
+        );
+    }
+    let postgres = sqlx::query("SELECT 1").execute(&state.pg).await.is_ok();
+    let redis = redis::cmd("PING")
+        .query_async::<String>(&mut state.redis.clone())
+        .await
+        .is_ok();
+    let status = if postgres && redis {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |ok| if ok { "ok" } else { "unavailable" };
+    (
+        status,
+        format!("postgres: {}\nredis: {}\n", word(postgres), word(redis)),
+    )
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,295 @@
+//! The composition root: [`Application::build`] connects the stores, applies migrations, binds
+//! the listeners and wires the services; [`Application::run_until_stopped`] serves until the
+//! shutdown future resolves, then drains within the configured grace.
+
+use crate::{
+    clock::{Clock, SystemClock},
+    config::{Config, ConfigError},
+    grpc::{blocklist::BlockListService, screening::ScreeningService},
+    http::{self, HttpState},
+    telemetry,
+};
+use callwarden_domain::{line::LineDirectory, rule::Effect};
+use callwarden_proto::v1::{
+    self as pb, block_list_server::BlockListServer, screening_server::ScreeningServer,
+};
+use callwarden_storage::{IndexConfig, RuleBook, RuleIndex, postgres};
+use metrics_exporter_prometheus::PrometheusHandle;
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+/// How often the `callwarden_rules` gauge is recounted from Postgres.
+const RULE_GAUGE_INTERVAL: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot reach Postgres at {url}: {message} (set CALLWARDEN_DATABASE_URL)")]
+    Postgres { url: String, message: String },
+    #[error("cannot apply migrations to {url}: {source}")]
+    Migrate {
+        url: String,
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("cannot reach Redis at {url}: {source} (set CALLWARDEN_REDIS_URL)")]
+    Redis {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot listen on {addr}: {source} (set {variable})")]
+    Bind {
+        addr: SocketAddr,
+        variable: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// Shows a connection URL without its password.
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Connects to Postgres (creating the database if needed) and applies the migrations: what
+/// `callwarden migrate` does alone, and `serve` does first.
+pub async fn prepare_database(config: &Config) -> Result<PgPool, StartupError> {
+    let url = redact(&config.database_url);
+    let pg_config = postgres::PgConfig {
+        url: &config.database_url,
+        max_connections: config.database_max_connections,
+        connect_timeout: Duration::from_secs(10),
+    };
+    let pool = tokio::time::timeout(Duration::from_secs(15), postgres::connect(&pg_config))
+        .await
+        .map_err(|_| StartupError::Postgres {
+            url: url.clone(),
+            message: "timed out".into(),
+        })?
+        .map_err(|e| StartupError::Postgres {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+    postgres::migrate(&pool)
+        .await
+        .map_err(|source| StartupError::Migrate { url, source })?;
+    Ok(pool)
+}
+
+pub struct Application {
+    config: Config,
+    grpc_listener: TcpListener,
+    http_listener: TcpListener,
+    pg: PgPool,
+    redis: ConnectionManager,
+    rules: RuleBook,
+    lines: Arc<LineDirectory>,
+    clock: Arc<dyn Clock>,
+    metrics: PrometheusHandle,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let lines = Arc::new(config.line_directory()?);
+        let pg = prepare_database(&config).await?;
+        let redis = callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: redact(&config.redis_url),
+                source,
+            })?;
+        let index = RuleIndex::new(
+            redis.clone(),
+            IndexConfig {
+                key_prefix: config.redis_key_prefix.clone(),
+            },
+        );
+        let rules = RuleBook::new(pg.clone(), index);
+        let bind = |addr: SocketAddr, variable| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr,
+                    variable,
+                    source,
+                })
+        };
+        let grpc_listener = bind(config.grpc_addr, "CALLWARDEN_GRPC_ADDR").await?;
+        let http_listener = bind(config.http_addr, "CALLWARDEN_HTTP_ADDR").await?;
+        Ok(Self {
+            config,
+            grpc_listener,
+            http_listener,
+            pg,
+            redis,
+            rules,
+            lines,
+            clock,
+            metrics: telemetry::metrics_handle(),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().expect("bound listener")
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_listener.local_addr().expect("bound listener")
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish and
+    /// returns; after the configured grace it returns anyway.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let token = CancellationToken::new();
+        tokio::spawn({
+            let token = token.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining in-flight calls");
+                token.cancel();
+            }
+        });
+        tracing::info!(grpc = %self.grpc_addr(), http = %self.http_addr(), "callwarden serving");
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<ScreeningServer<ScreeningService>>()
+            .await;
+        health
+            .set_serving::<BlockListServer<BlockListService>>()
+            .await;
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let grpc = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(ScreeningServer::new(ScreeningService {
+                rules: self.rules.clone(),
+                lines: self.lines.clone(),
+                clock: self.clock.clone(),
+            }))
+            .add_service(BlockListServer::new(BlockListService {
+                rules: self.rules.clone(),
+                lines: self.lines.clone(),
+                clock: self.clock.clone(),
+            }))
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(self.grpc_listener),
+                token.clone().cancelled_owned(),
+            );
+        let http = axum::serve(
+            self.http_listener,
+            http::router(HttpState {
+                pg: self.pg.clone(),
+                redis: self.redis.clone(),
+                metrics: self.metrics,
+                shutdown: token.clone(),
+            }),
+        )
+        .with_graceful_shutdown(token.clone().cancelled_owned());
+        let maintenance = tokio::spawn(maintain(
+            self.rules.clone(),
+            self.clock.clone(),
+            self.config.index_check_interval(),
+            token.clone(),
+        ));
+
+        let grace = self.config.shutdown_grace();
+        let serve = async {
+            let (grpc, http) = tokio::join!(grpc, http);
+            grpc?;
+            http?;
+            anyhow::Ok(())
+        };
+        tokio::select! {
+            result = serve => result?,
+            () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "calls still in flight after the grace period; exiting");
+            }
+        }
+        token.cancel();
+        maintenance.await?;
+        self.pg.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Keeps the Redis index present (rebuilding it when Redis came back empty) and the rules gauge
+/// current, until shutdown.
+async fn maintain(
+    rules: RuleBook,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut index_tick = tokio::time::interval(every);
+    let mut gauge_tick = tokio::time::interval(RULE_GAUGE_INTERVAL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = index_tick.tick() => {
+                if let Err(e) = rules.maintain(clock.now()).await {
+                    metrics::counter!("callwarden_redis_errors_total", "op" => "maintain").increment(1);
+                    tracing::warn!(error = %e, "index maintenance failed; retrying");
+                }
+            }
+            _ = gauge_tick.tick() => match rules.count_active(clock.now()).await {
+                Ok(counts) => {
+                    for effect in [Effect::Block, Effect::Allow] {
+                        let n = counts.iter().find(|(e, _)| *e == effect).map_or(0, |(_, n)| *n);
+                        metrics::gauge!("callwarden_rules", "effect" => effect.as_str()).set(n as f64);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not count rules"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_a_log_line() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/cw"),
+            "postgres://app:***@db:5432/cw"
+        );
+        assert_eq!(
+            redact("redis://:s3cret@cache:6379"),
+            "redis://:***@cache:6379"
+        );
+        assert_eq!(
+            redact("postgres://postgres@127.0.0.1/cw"),
+            "postgres://postgres@127.0.0.1/cw"
+        );
+    }
+}
