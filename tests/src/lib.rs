@@ -1,1 +1,371 @@
+//! Test support for the end-to-end suite: [`spawn_app`] runs the real service on port 0 against
+//! the real Postgres (a fresh database per test) and Redis (a fresh key prefix per test), and
+//! [`RedisServer`] starts a private Redis for tests that must stop or restart it.
 
+use callwarden_proto::v1::{
+    AddRuleRequest, CheckCallRequest, CheckCallResponse, Effect, Rule, Scope, ScopeKind,
+    block_list_client::BlockListClient, screening_client::ScreeningClient,
+};
+use callwarden_server::{
+    clock::ManualClock,
+    config::{Config, LineConfig},
+    startup::Application,
+};
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// The Polish line of the test configuration: rejects withheld numbers.
+pub const PL_LINE: &str = "+48221002030";
+/// A British line: allows withheld numbers, national formats read as GB.
+pub const GB_LINE: &str = "+442079460018";
+/// Any other line uses the defaults: region PL, withheld numbers allowed with a notice.
+pub const OTHER_LINE: &str = "chat-night";
+
+/// Where the shared test servers are; CI and a fresh machine have them on their standard ports.
+fn postgres_base() -> String {
+    std::env::var("CALLWARDEN_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+fn redis_default() -> String {
+    std::env::var("CALLWARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+type TaskResult = Result<(), String>;
+
+pub struct TestApp {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub screening: ScreeningClient<Channel>,
+    pub blocklist: BlockListClient<Channel>,
+    pub channel: Channel,
+    pub clock: ManualClock,
+    pub config: Config,
+    /// A direct connection to the test's Redis, for looking at the index.
+    pub redis: redis::aio::MultiplexedConnection,
+    /// A direct connection to the test's database, for looking at the record.
+    pub pg: sqlx::PgPool,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<TaskResult>>,
+    database: String,
+}
+
+/// The configuration every test starts from: ports 0, its own database and key prefix.
+pub fn test_config(redis_url: &str) -> Config {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    Config {
+        grpc_addr: ([127, 0, 0, 1], 0).into(),
+        http_addr: ([127, 0, 0, 1], 0).into(),
+        database_url: format!("{}/cw_test_{id}", postgres_base()),
+        database_max_connections: 4,
+        redis_url: redis_url.to_owned(),
+        redis_key_prefix: format!("cwtest:{id}"),
+        index_check_interval_ms: 50,
+        lines: vec![
+            LineConfig {
+                number: "+48 22 100 20 30".into(),
+                region: None,
+                anonymous_policy: Some(callwarden_domain::line::AnonymousPolicy::Reject),
+                notice_on_recent_incidents: None,
+            },
+            LineConfig {
+                number: "+44 20 7946 0018".into(),
+                region: Some("GB".parse().unwrap()),
+                anonymous_policy: Some(callwarden_domain::line::AnonymousPolicy::Allow),
+                notice_on_recent_incidents: None,
+            },
+        ],
+        ..Config::default()
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(test_config(&redis_default())).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let clock = ManualClock::default();
+    let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
+        .await
+        .expect("the application starts");
+    let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let redis = redis::Client::open(config.redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connects");
+    let pg = sqlx::PgPool::connect(&config.database_url)
+        .await
+        .expect("postgres connects");
+    let database = config.database_url.rsplit('/').next().unwrap().to_owned();
+    TestApp {
+        grpc_addr,
+        http_addr,
+        screening: ScreeningClient::new(channel.clone()),
+        blocklist: BlockListClient::new(channel.clone()),
+        channel,
+        clock,
+        config,
+        redis,
+        pg,
+        shutdown: Some(tx),
+        server: Some(server),
+        database,
+    }
+}
+
+impl TestApp {
+    pub async fn check(&self, caller: &str, line: &str) -> CheckCallResponse {
+        self.try_check(caller, line)
+            .await
+            .unwrap_or_else(|s| panic!("check {caller:?} on {line:?}: {s}"))
+    }
+
+    pub async fn try_check(
+        &self,
+        caller: &str,
+        line: &str,
+    ) -> Result<CheckCallResponse, tonic::Status> {
+        self.screening
+            .clone()
+            .check_call(CheckCallRequest {
+                call_id: uuid::Uuid::new_v4().to_string(),
+                caller: caller.into(),
+                line: line.into(),
+                switch_id: "switch-test".into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn add(&self, request: AddRuleRequest) -> Rule {
+        self.blocklist
+            .clone()
+            .add_rule(request.clone())
+            .await
+            .unwrap_or_else(|s| panic!("add {request:?}: {s}"))
+            .into_inner()
+    }
+
+    /// Every Redis key of this test's index.
+    pub async fn index_keys(&self) -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg(format!("{}:*", self.config.redis_key_prefix))
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap()
+    }
+
+    /// Stops the service gracefully and reports how it ended.
+    pub async fn stop(mut self) -> Result<(), String> {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.server.take().unwrap().await.expect("server task")
+    }
+}
+
+/// A rule request; fields not given take the defaults of a plain global block.
+pub fn rule(pattern: &str) -> AddRuleRequest {
+    AddRuleRequest {
+        pattern: pattern.into(),
+        reason: "test".into(),
+        created_by: "sup-1".into(),
+        ..Default::default()
+    }
+}
+
+pub fn allow(pattern: &str) -> AddRuleRequest {
+    AddRuleRequest {
+        effect: Effect::Allow.into(),
+        ..rule(pattern)
+    }
+}
+
+pub fn on_line(mut r: AddRuleRequest, line: &str) -> AddRuleRequest {
+    r.scope = Some(Scope {
+        kind: ScopeKind::Line.into(),
+        value: line.into(),
+    });
+    r
+}
+
+pub fn for_operator(mut r: AddRuleRequest, operator: &str) -> AddRuleRequest {
+    r.scope = Some(Scope {
+        kind: ScopeKind::Operator.into(),
+        value: operator.into(),
+    });
+    r
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        // Clean up in a thread of its own: Drop cannot await, and this runs on panics too. The
+        // test's runtime is blocked meanwhile, so nothing here may wait on its connections:
+        // FORCE ends them.
+        let database = std::mem::take(&mut self.database);
+        let prefix = self.config.redis_key_prefix.clone();
+        let redis_url = self.config.redis_url.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(admin) =
+                    sqlx::PgPool::connect(&format!("{}/postgres", postgres_base())).await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{database}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url) {
+                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                        let keys: Vec<String> = redis::cmd("KEYS")
+                            .arg(format!("{prefix}:*"))
+                            .query_async(&mut conn)
+                            .await
+                            .unwrap_or_default();
+                        if !keys.is_empty() {
+                            let _: Result<(), _> =
+                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                        }
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis server of the test's own, on a free port, keeping nothing on disk: for tests that
+/// stop, restart or count its commands.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = Self { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port, empty, and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..200 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                if redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server on port {} did not come up", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `probe` until it returns true (up to 10 s): for effects that happen in the background.
+pub async fn eventually<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..400 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+/// A plain HTTP/1.1 GET against the service's HTTP side: status code and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("http connects");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

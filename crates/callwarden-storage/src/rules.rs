@@ -6,7 +6,7 @@ use callwarden_domain::{
     phone::E164,
     rule::{Effect, NewRule, Pattern, Rule, RuleId, RuleMatch, Scope},
 };
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use futures::TryStreamExt;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 use std::{
@@ -139,7 +139,7 @@ impl RuleBook {
     pub async fn add(&self, rule: NewRule, now: DateTime<Utc>) -> Result<Rule, StorageError> {
         let rule = materialise(rule, now);
         let mut tx = self.pg.begin().await?;
-        insert_batch(&mut tx, std::slice::from_ref(&rule), now).await?;
+        insert_batch(&mut tx, std::slice::from_ref(&rule)).await?;
         tx.commit().await?;
         self.sync(vec![(rule.scope.clone(), rule.pattern.clone())], now)
             .await;
@@ -478,7 +478,7 @@ impl Import {
     }
 
     async fn flush(&mut self) -> Result<(), StorageError> {
-        insert_batch(&mut self.tx, &self.batch, self.now).await?;
+        insert_batch(&mut self.tx, &self.batch).await?;
         self.imported += self.batch.len() as u64;
         self.batch.clear();
         Ok(())
@@ -497,6 +497,8 @@ impl Import {
 }
 
 fn materialise(rule: NewRule, now: DateTime<Utc>) -> Rule {
+    // Postgres keeps microseconds: the rule returned must equal the rule read back later.
+    let now = now.trunc_subsecs(6);
     Rule {
         id: RuleId(Uuid::now_v7()),
         expires_at: rule.ttl.map(|ttl| now + ttl),
@@ -514,7 +516,6 @@ fn materialise(rule: NewRule, now: DateTime<Utc>) -> Rule {
 async fn insert_batch(
     tx: &mut Transaction<'static, Postgres>,
     rules: &[Rule],
-    now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if rules.is_empty() {
         return Ok(());
@@ -523,10 +524,12 @@ async fn insert_batch(
     sqlx::query(
         "INSERT INTO rules (id, pattern, effect, scope_kind, scope_value, reason, created_by, \
                             created_at, expires_at, changed_at) \
-         SELECT id, pattern, effect, scope_kind, scope_value, reason, created_by, $8, expires_at, $8 \
+         SELECT id, pattern, effect, scope_kind, scope_value, reason, created_by, created_at, \
+                expires_at, created_at \
          FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::text[], $9::timestamptz[]) \
-              AS t(id, pattern, effect, scope_kind, scope_value, reason, created_by, expires_at)",
+                     $7::text[], $8::timestamptz[], $9::timestamptz[]) \
+              AS t(id, pattern, effect, scope_kind, scope_value, reason, created_by, created_at, \
+                   expires_at)",
     )
     .bind(rules.iter().map(|r| r.id.0).collect::<Vec<_>>())
     .bind(column(|r| r.pattern.to_string()))
@@ -535,7 +538,7 @@ async fn insert_batch(
     .bind(column(|r| r.scope.value()))
     .bind(column(|r| r.reason.clone()))
     .bind(column(|r| r.created_by.clone()))
-    .bind(now)
+    .bind(rules.iter().map(|r| r.created_at).collect::<Vec<_>>())
     .bind(rules.iter().map(|r| r.expires_at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
