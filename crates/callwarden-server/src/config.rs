@@ -216,7 +216,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("CALLWARDEN_DEFAULT_REGION", "Narnia");
             let err = Config::load(None).unwrap_err().to_string();
-            assert!(err.contains("default_region"), "{err}");
+            assert!(err.to_lowercase().contains("default_region"), "{err}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {

@@ -23,7 +23,9 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Ready when both stores answer and the process is not shutting down.
+/// Ready while the process can answer checks: not shutting down, and at least one store answers
+/// (checks read Redis and fall back to Postgres). Failing readiness for a Redis outage alone
+/// would take every replica out of the load balancer at once, fallback and all.
 async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     if state.shutdown.is_cancelled() {
         return (
@@ -36,7 +38,7 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
         .query_async::<String>(&mut state.redis.clone())
         .await
         .is_ok();
-    let status = if postgres && redis {
+    let status = if postgres || redis {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

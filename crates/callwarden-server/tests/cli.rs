@@ -1,0 +1,139 @@
+//! The `callwarden` binary as an operator runs it: exit codes, one-line start-up errors,
+//! `migrate`, and SIGTERM.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_callwarden");
+
+fn callwarden(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("CALLWARDEN_CONFIG")
+        .env("CALLWARDEN_LOG_FILTER", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_configuration_error_exits_64_naming_the_key() {
+    let out = callwarden(&["serve"], &[("CALLWARDEN_DEFAULT_REGION", "Atlantis")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.to_lowercase().contains("default_region"), "{stderr}");
+
+    let out = callwarden(&["serve", "--config", "/nonexistent/callwarden.toml"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn an_unreachable_redis_exits_69_with_one_clear_line() {
+    let out = callwarden(
+        &["serve"],
+        &[
+            ("CALLWARDEN_REDIS_URL", "redis://127.0.0.1:1"),
+            ("CALLWARDEN_GRPC_ADDR", "127.0.0.1:0"),
+            ("CALLWARDEN_HTTP_ADDR", "127.0.0.1:0"),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = stderr
+        .lines()
+        .filter(|l| l.starts_with("callwarden:"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains("redis://127.0.0.1:1") && lines[0].contains("CALLWARDEN_REDIS_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn migrate_creates_the_database_and_sigterm_stops_serve() {
+    let db = format!("cw_cli_{}", uuid::Uuid::new_v4().simple());
+    let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
+    let prefix = format!("cwcli:{db}");
+    let env = [
+        ("CALLWARDEN_DATABASE_URL", url.as_str()),
+        ("CALLWARDEN_REDIS_KEY_PREFIX", prefix.as_str()),
+    ];
+    let out = callwarden(&["migrate"], &env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let http = free_port();
+    let http_addr = format!("127.0.0.1:{http}");
+    let grpc_addr = format!("127.0.0.1:{}", free_port());
+    let mut serve_env = env.to_vec();
+    serve_env.push(("CALLWARDEN_HTTP_ADDR", &http_addr));
+    serve_env.push(("CALLWARDEN_GRPC_ADDR", &grpc_addr));
+    let mut child = callwarden(&["serve"], &serve_env).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&http_addr).is_err() {
+        assert!(Instant::now() < deadline, "serve never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit {exit:?}");
+
+    let _ = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+        ])
+        .output();
+    let _ = Command::new("redis-cli")
+        .args([
+            "--no-raw",
+            "EVAL",
+            "for _,k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end",
+            "0",
+            &format!("{prefix}:*"),
+        ])
+        .output();
+}

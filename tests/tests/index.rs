@@ -1,0 +1,215 @@
+//! The Redis index: one round trip per check, rebuilt from Postgres when Redis loses it, and
+//! correct answers (from Postgres) while it is gone.
+
+use callwarden_proto::v1::Decision;
+use callwarden_tests::*;
+
+async fn ready(app: &TestApp) -> bool {
+    app.index_keys()
+        .await
+        .iter()
+        .any(|k| k.ends_with(":meta:ready"))
+}
+
+#[tokio::test]
+async fn a_check_is_one_redis_round_trip_whatever_the_prefixes_and_scopes() {
+    let redis = RedisServer::start().await;
+    let app = spawn_app_with(test_config(&redis.url())).await;
+    app.add(rule("+48*")).await;
+    app.add(rule("+4860*")).await;
+    app.add(on_line(allow("+486012*"), PL_LINE)).await;
+    app.add(rule("+48601234567")).await;
+    eventually("the index is ready", || ready(&app)).await;
+
+    let mut conn = app.redis.clone();
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    for caller in [
+        "+48601234567",
+        "+48601299999",
+        "+48700000000",
+        "+447911123456",
+    ] {
+        app.check(caller, PL_LINE).await;
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let calls = |name: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    // Four checks, four MGETs, nothing else (the maintenance loop's EXISTS aside).
+    assert_eq!(calls("mget"), 4, "{stats}");
+    let others: u64 = stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_"))
+        .filter(|l| {
+            ![
+                "cmdstat_mget:",
+                "cmdstat_exists:",
+                "cmdstat_config|resetstat:",
+                "cmdstat_info:",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .map(|l| {
+            l.split("calls=")
+                .nth(1)
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(others, 0, "{stats}");
+}
+
+#[tokio::test]
+async fn the_index_is_rebuilt_after_it_is_flushed_and_checks_stay_right_meanwhile() {
+    let app = spawn_app().await;
+    let blocked = app.add(rule("+48601234567")).await;
+    app.add(rule("+4870012*")).await;
+    app.add(allow("+48700123456")).await;
+    let removed = app.add(rule("+48609999999")).await;
+    app.blocklist
+        .clone()
+        .remove_rule(callwarden_proto::v1::RemoveRuleRequest {
+            id: removed.id,
+            removed_by: String::new(),
+        })
+        .await
+        .unwrap();
+    eventually("the index is ready", || ready(&app)).await;
+
+    // Lose every key of this deployment, as a Redis restart without persistence would.
+    let keys = app.index_keys().await;
+    assert!(keys.len() >= 4, "{keys:?}");
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<()>(&mut app.redis.clone())
+        .await
+        .unwrap();
+
+    // Right answers straight away (from Postgres while the index is missing) ...
+    let r = app.check("+48601234567", PL_LINE).await;
+    assert_eq!(
+        (r.decision(), r.rule_id.as_str()),
+        (Decision::Reject, blocked.id.as_str())
+    );
+    assert_eq!(
+        app.check("+48700129999", PL_LINE).await.reason,
+        "prefix_blocked"
+    );
+    assert_eq!(
+        app.check("+48700123456", PL_LINE).await.reason,
+        "allowed_by_rule"
+    );
+    assert_eq!(app.check("+48609999999", PL_LINE).await.reason, "no_rule");
+
+    // ... and the index comes back with exactly the active rules.
+    eventually("the index is rebuilt", || ready(&app)).await;
+    let slots = |keys: Vec<String>| -> Vec<String> {
+        keys.into_iter().filter(|k| k.contains(":r:")).collect()
+    };
+    let mut rebuilt = slots(app.index_keys().await);
+    rebuilt.sort();
+    let mut expected = slots(keys);
+    assert_eq!(expected.len(), 3, "{expected:?}");
+    expected.sort();
+    assert_eq!(rebuilt, expected);
+    let r = app.check("+48601234567", OTHER_LINE).await;
+    assert_eq!(
+        (r.decision(), r.reason.as_str()),
+        (Decision::Reject, "blocked")
+    );
+}
+
+#[tokio::test]
+async fn a_redis_restart_that_loses_everything_heals_on_its_own() {
+    let mut redis = RedisServer::start().await;
+    let app = spawn_app_with(test_config(&redis.url())).await;
+    let rules: Vec<_> = (0..2000)
+        .map(|i| rule(&format!("+48601{:06}", i)))
+        .collect();
+    app.blocklist
+        .clone()
+        .import_rules(tokio_stream::iter(rules))
+        .await
+        .unwrap();
+    eventually("the index is ready", || ready(&app)).await;
+
+    redis.restart().await;
+    // The service reconnects by itself; the first answers may come from Postgres.
+    eventually("checks answer again", || async {
+        matches!(app.try_check("+48601001999", PL_LINE).await, Ok(r) if r.reason == "blocked")
+    })
+    .await;
+    let mut fresh = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let prefix = app.config.redis_key_prefix.clone();
+    eventually("the index is rebuilt in the new Redis", || {
+        let mut conn = fresh.clone();
+        let prefix = prefix.clone();
+        async move {
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}:*"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            keys.iter().any(|k| k.ends_with(":meta:ready")) && keys.len() == 2001
+        }
+    })
+    .await;
+    assert_eq!(app.check("+48601000000", PL_LINE).await.reason, "blocked");
+    assert_eq!(app.check("+48601002000", PL_LINE).await.reason, "no_rule");
+    let _: () = redis::cmd("PING").query_async(&mut fresh).await.unwrap();
+}
+
+#[tokio::test]
+async fn while_redis_is_down_checks_answer_from_postgres_and_writes_catch_up() {
+    let mut redis = RedisServer::start().await;
+    let app = spawn_app_with(test_config(&redis.url())).await;
+    app.add(rule("+48601234567")).await;
+    eventually("the index is ready", || ready(&app)).await;
+
+    redis.stop();
+    let r = app.check("+48601234567", PL_LINE).await;
+    assert_eq!(r.reason, "blocked");
+    // A rule added now is on record at once, and checks see it through Postgres.
+    app.add(rule("+48601234568")).await;
+    assert_eq!(app.check("+48601234568", PL_LINE).await.reason, "blocked");
+
+    redis.restart().await;
+    eventually("the new rule reaches the rebuilt index", || async {
+        let mut conn = match redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+        {
+            Ok(c) => c,
+            Err(_) => return false,
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", app.config.redis_key_prefix))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        keys.iter().any(|k| k.ends_with(":meta:ready"))
+            && keys.iter().any(|k| k.ends_with(":+48601234568"))
+    })
+    .await;
+}
