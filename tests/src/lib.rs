@@ -242,17 +242,17 @@ impl Drop for TestApp {
                     .execute(&admin)
                     .await;
                 }
-                if let Ok(client) = redis::Client::open(redis_url) {
-                    if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                        let keys: Vec<String> = redis::cmd("KEYS")
-                            .arg(format!("{prefix}:*"))
-                            .query_async(&mut conn)
-                            .await
-                            .unwrap_or_default();
-                        if !keys.is_empty() {
-                            let _: Result<(), _> =
-                                redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-                        }
+                if let Ok(client) = redis::Client::open(redis_url)
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{prefix}:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: Result<(), _> =
+                            redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
                     }
                 }
             });
@@ -305,14 +305,13 @@ impl RedisServer {
         self.child = Some(child);
         let client = redis::Client::open(self.url()).unwrap();
         for _ in 0..200 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                if redis::cmd("PING")
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
                     .query_async::<String>(&mut conn)
                     .await
                     .is_ok()
-                {
-                    return;
-                }
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

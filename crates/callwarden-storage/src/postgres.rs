@@ -21,10 +21,10 @@ pub async fn connect(config: &PgConfig<'_>) -> Result<PgPool, sqlx::Error> {
     let options = PgConnectOptions::from_str(config.url)?;
     if !sqlx::Postgres::database_exists(config.url).await? {
         // Two replicas starting at once may both try; the loser's "already exists" is fine.
-        if let Err(e) = sqlx::Postgres::create_database(config.url).await {
-            if !sqlx::Postgres::database_exists(config.url).await? {
-                return Err(e);
-            }
+        if let Err(e) = sqlx::Postgres::create_database(config.url).await
+            && !sqlx::Postgres::database_exists(config.url).await?
+        {
+            return Err(e);
         }
     }
     PgPoolOptions::new()
