@@ -519,3 +519,23 @@ async fn bad_check_requests_name_the_field_and_the_value() {
     }
     assert!(app.screening.clone().check_call(ok).await.is_ok());
 }
+
+#[tokio::test]
+async fn reasons_keep_tabs_newlines_and_backslashes() {
+    let app = spawn_app().await;
+    let reason = "called 3 times\n\tthreatened C:\\Users\\op \\N \\\\";
+    let added = app
+        .add(AddRuleRequest {
+            reason: reason.into(),
+            ..rule("+48601234567")
+        })
+        .await;
+    let got = app
+        .blocklist
+        .clone()
+        .get_rule(GetRuleRequest { id: added.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.reason, reason);
+}

@@ -213,3 +213,37 @@ async fn while_redis_is_down_checks_answer_from_postgres_and_writes_catch_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn concurrent_writers_of_one_slot_leave_the_index_with_every_rule() {
+    let app = spawn_app().await;
+    // Ten temporary blocks of one number at once: the slot must end with the longest-lived.
+    let adds = (1..=10u32).map(|i| {
+        let app = &app;
+        async move {
+            app.add(AddRuleRequest {
+                ttl_seconds: i * 1000,
+                ..rule("+48601234567")
+            })
+            .await
+        }
+    });
+    futures::future::join_all(adds).await;
+    let key = app
+        .index_keys()
+        .await
+        .into_iter()
+        .find(|k| k.ends_with(":+48601234567"))
+        .expect("the slot");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut app.redis.clone())
+        .await
+        .unwrap();
+    assert!(
+        pttl > 9_000_000,
+        "the index kept a shorter block: pttl {pttl}"
+    );
+}
+
+use callwarden_proto::v1::AddRuleRequest;

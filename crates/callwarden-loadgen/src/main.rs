@@ -51,6 +51,10 @@ struct Args {
     /// Seed for the rule set and the callers.
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// The server already holds the rule set of an earlier run with the same --rules and
+    /// --seed: do not import it again, only drive the load.
+    #[arg(long)]
+    skip_import: bool,
 }
 
 /// SplitMix64: tiny, fast and good enough for picking callers.
@@ -262,7 +266,7 @@ async fn run(args: Args) -> Result<bool> {
         channels.push(connect(&args.addr).await?);
     }
     let set = RuleSet::new(args.rules, args.seed);
-    if args.rules > 0 {
+    if args.rules > 0 && !args.skip_import {
         import(channels[0].clone(), set, args.line.clone()).await?;
     }
 

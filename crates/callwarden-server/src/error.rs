@@ -44,8 +44,8 @@ impl From<ApiError> for Status {
                 tracing::error!(error = %e, "storage unavailable");
                 Status::unavailable("storage is unavailable; retry shortly")
             }
-            ApiError::Storage(StorageError::Corrupt(_)) => {
-                tracing::error!(error = %e, "corrupt record");
+            ApiError::Storage(StorageError::Corrupt(_) | StorageError::Internal(_)) => {
+                tracing::error!(error = %e, "internal error");
                 Status::internal("internal error")
             }
         }

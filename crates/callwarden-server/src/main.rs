@@ -9,6 +9,11 @@ use callwarden_server::{
 use clap::{Parser, Subcommand};
 use std::{path::PathBuf, process::ExitCode};
 
+/// Each check allocates many small, short-lived buffers (HTTP/2 frames, protobuf, Redis replies,
+/// number parsing); mimalloc serves them with less contention than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "callwarden", version, about = "Call-center moderation backend")]
 struct Cli {

@@ -19,8 +19,8 @@ use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
 
 /// How often the `callwarden_rules` gauge is recounted from Postgres.
 const RULE_GAUGE_INTERVAL: Duration = Duration::from_secs(15);
@@ -200,7 +200,8 @@ impl Application {
                 clock: self.clock.clone(),
             }))
             .serve_with_incoming_shutdown(
-                TcpListenerStream::new(self.grpc_listener),
+                // Without NODELAY small replies wait on delayed ACKs: a 40 ms p99.
+                TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 token.clone().cancelled_owned(),
             );
         let http = axum::serve(

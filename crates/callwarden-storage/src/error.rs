@@ -15,4 +15,7 @@ pub enum StorageError {
     /// A stored row that this version cannot read: a bug or a hand edit, never user input.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A bug: a task that failed or a value used after it was consumed.
+    #[error("internal: {0}")]
+    Internal(String),
 }
