@@ -3,8 +3,8 @@
 //! [`RedisServer`] starts a private Redis for tests that must stop or restart it.
 
 use callwarden_proto::v1::{
-    AddRuleRequest, CheckCallRequest, CheckCallResponse, Effect, Rule, Scope, ScopeKind,
-    block_list_client::BlockListClient, screening_client::ScreeningClient,
+    AddRuleRequest, CheckCallRequest, CheckCallResponse, Effect, GetRuleRequest, RemoveRuleRequest,
+    Rule, Scope, ScopeKind, block_list_client::BlockListClient, screening_client::ScreeningClient,
 };
 use callwarden_server::{
     clock::ManualClock,
@@ -165,6 +165,41 @@ impl TestApp {
             .await
             .unwrap_or_else(|s| panic!("add {request:?}: {s}"))
             .into_inner()
+    }
+
+    pub async fn get_rule(&self, id: &str) -> Rule {
+        self.blocklist
+            .clone()
+            .get_rule(GetRuleRequest { id: id.into() })
+            .await
+            .unwrap_or_else(|s| panic!("get {id}: {s}"))
+            .into_inner()
+    }
+
+    pub async fn remove(&self, id: &str, removed_by: &str) -> Result<Rule, tonic::Status> {
+        self.blocklist
+            .clone()
+            .remove_rule(RemoveRuleRequest {
+                id: id.into(),
+                removed_by: removed_by.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Milliseconds until Redis drops the index slot whose key ends with `pattern`.
+    pub async fn slot_pttl(&self, pattern: &str) -> i64 {
+        let key = self
+            .index_keys()
+            .await
+            .into_iter()
+            .find(|k| k.ends_with(&format!(":{pattern}")))
+            .unwrap_or_else(|| panic!("no index slot for {pattern}"));
+        redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut self.redis.clone())
+            .await
+            .unwrap()
     }
 
     /// Every Redis key of this test's index.

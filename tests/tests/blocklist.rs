@@ -34,49 +34,14 @@ async fn a_rule_is_recorded_with_who_why_and_when() {
     );
     assert!(added.expires_at.is_none() && added.removed_at.is_none());
 
-    let got = app
-        .blocklist
-        .clone()
-        .get_rule(GetRuleRequest {
-            id: added.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got, added);
+    assert_eq!(app.get_rule(&added.id).await, added);
 
-    let removed = app
-        .blocklist
-        .clone()
-        .remove_rule(RemoveRuleRequest {
-            id: added.id.clone(),
-            removed_by: "sup-2".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let removed = app.remove(&added.id, "sup-2").await.unwrap();
     assert_eq!(removed.removed_by, "sup-2");
     assert!(removed.removed_at.is_some());
     // Removed rules stay on record.
-    let got = app
-        .blocklist
-        .clone()
-        .get_rule(GetRuleRequest {
-            id: added.id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(got, removed);
-    let again = app
-        .blocklist
-        .clone()
-        .remove_rule(RemoveRuleRequest {
-            id: added.id.clone(),
-            removed_by: "sup-2".into(),
-        })
-        .await
-        .unwrap_err();
+    assert_eq!(app.get_rule(&added.id).await, removed);
+    let again = app.remove(&added.id, "sup-2").await.unwrap_err();
     assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
 }
 
@@ -218,14 +183,7 @@ async fn listing_pages_through_every_rule_once_with_filters() {
     assert_eq!(prefixed.len(), 10);
 
     // Removed rules are hidden unless asked for.
-    app.blocklist
-        .clone()
-        .remove_rule(RemoveRuleRequest {
-            id: allows[0].id.clone(),
-            removed_by: String::new(),
-        })
-        .await
-        .unwrap();
+    app.remove(&allows[0].id, "").await.unwrap();
     let active = list(ListRulesRequest {
         effect: Effect::Allow.into(),
         ..Default::default()

@@ -1,6 +1,7 @@
 //! The Redis index: one round trip per check, rebuilt from Postgres when Redis loses it, and
 //! correct answers (from Postgres) while it is gone.
 
+use callwarden_proto::v1::AddRuleRequest;
 use callwarden_proto::v1::Decision;
 use callwarden_tests::*;
 
@@ -82,14 +83,7 @@ async fn the_index_is_rebuilt_after_it_is_flushed_and_checks_stay_right_meanwhil
     app.add(rule("+4870012*")).await;
     app.add(allow("+48700123456")).await;
     let removed = app.add(rule("+48609999999")).await;
-    app.blocklist
-        .clone()
-        .remove_rule(callwarden_proto::v1::RemoveRuleRequest {
-            id: removed.id,
-            removed_by: String::new(),
-        })
-        .await
-        .unwrap();
+    app.remove(&removed.id, "").await.unwrap();
     eventually("the index is ready", || ready(&app)).await;
 
     // Lose every key of this deployment, as a Redis restart without persistence would.
@@ -229,21 +223,9 @@ async fn concurrent_writers_of_one_slot_leave_the_index_with_every_rule() {
         }
     });
     futures::future::join_all(adds).await;
-    let key = app
-        .index_keys()
-        .await
-        .into_iter()
-        .find(|k| k.ends_with(":+48601234567"))
-        .expect("the slot");
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut app.redis.clone())
-        .await
-        .unwrap();
+    let pttl = app.slot_pttl("+48601234567").await;
     assert!(
         pttl > 9_000_000,
         "the index kept a shorter block: pttl {pttl}"
     );
 }
-
-use callwarden_proto::v1::AddRuleRequest;

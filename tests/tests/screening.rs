@@ -1,6 +1,7 @@
 //! CheckCall end to end: numbers in any format, every decision path, precedence, scopes and
 //! expiry, through real gRPC against the real Redis index and Postgres record.
 
+use callwarden_proto::v1::AddRuleRequest;
 use callwarden_proto::v1::{Decision, ScopeKind};
 use callwarden_tests::*;
 use chrono::Duration;
@@ -216,17 +217,7 @@ async fn a_temporary_block_expires_in_the_record_and_in_redis() {
     assert_eq!(app.check("+48601234567", PL_LINE).await.reason, "blocked");
 
     // Redis drops the index entry on its own when the block ends.
-    let key = app
-        .index_keys()
-        .await
-        .into_iter()
-        .find(|k| k.ends_with(":+48601234567"))
-        .expect("an index key for the number");
-    let pttl: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut app.redis.clone())
-        .await
-        .unwrap();
+    let pttl = app.slot_pttl("+48601234567").await;
     assert!((590_000..=600_000).contains(&pttl), "pttl {pttl}");
 
     // Past the expiry the rule no longer matches, even while Redis still holds it.
@@ -260,27 +251,13 @@ async fn a_removed_rule_stops_matching_and_the_next_strongest_takes_over() {
     let app = spawn_app().await;
     let range = app.add(rule("+4860*")).await;
     let exact = app.add(rule("+48601234567")).await;
-    app.blocklist
-        .clone()
-        .remove_rule(RemoveRuleRequest {
-            id: exact.id.clone(),
-            removed_by: "sup-2".into(),
-        })
-        .await
-        .unwrap();
+    app.remove(&exact.id, "sup-2").await.unwrap();
     let r = app.check("+48601234567", PL_LINE).await;
     assert_eq!(
         (r.reason.as_str(), r.rule_id.as_str()),
         ("prefix_blocked", range.id.as_str())
     );
-    app.blocklist
-        .clone()
-        .remove_rule(RemoveRuleRequest {
-            id: range.id.clone(),
-            removed_by: String::new(),
-        })
-        .await
-        .unwrap();
+    app.remove(&range.id, "").await.unwrap();
     assert_eq!(app.check("+48601234567", PL_LINE).await.reason, "no_rule");
     assert!(
         app.index_keys().await.iter().all(|k| k.contains(":meta:")),
@@ -313,5 +290,3 @@ async fn normalisation_table_over_grpc() {
         );
     }
 }
-
-use callwarden_proto::v1::{AddRuleRequest, RemoveRuleRequest};

@@ -78,13 +78,12 @@ struct RuleRow {
 impl TryFrom<RuleRow> for Rule {
     type Error = StorageError;
     fn try_from(r: RuleRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &str| StorageError::Corrupt(format!("rule {}: {what}", r.id));
+        let (scope, pattern) = stored_slot(&r.scope_kind, &r.scope_value, &r.pattern)?;
         Ok(Rule {
             id: RuleId(r.id),
-            pattern: Pattern::from_canonical(&r.pattern).ok_or_else(|| corrupt("pattern"))?,
-            effect: r.effect.parse().map_err(|_| corrupt("effect"))?,
-            scope: Scope::from_parts(&r.scope_kind, &r.scope_value)
-                .ok_or_else(|| corrupt("scope"))?,
+            pattern,
+            effect: stored_effect(&r.effect)?,
+            scope,
             reason: r.reason,
             created_by: r.created_by,
             created_at: r.created_at,
@@ -95,29 +94,21 @@ impl TryFrom<RuleRow> for Rule {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct MatchRow {
-    id: Uuid,
-    pattern: String,
-    effect: String,
-    scope_kind: String,
-    scope_value: String,
-    expires_at: Option<DateTime<Utc>>,
+/// Reads a slot as stored; a row this version cannot read is corrupt, never user input.
+fn stored_slot(scope_kind: &str, scope_value: &str, pattern: &str) -> Result<Slot, StorageError> {
+    match (
+        Scope::from_parts(scope_kind, scope_value),
+        Pattern::from_canonical(pattern),
+    ) {
+        (Some(scope), Some(pattern)) => Ok((scope, pattern)),
+        _ => Err(StorageError::Corrupt(format!(
+            "slot {scope_kind}/{scope_value}/{pattern}"
+        ))),
+    }
 }
 
-impl TryFrom<MatchRow> for RuleMatch {
-    type Error = StorageError;
-    fn try_from(r: MatchRow) -> Result<Self, Self::Error> {
-        let corrupt = |what: &str| StorageError::Corrupt(format!("rule {}: {what}", r.id));
-        Ok(RuleMatch {
-            id: RuleId(r.id),
-            pattern: Pattern::from_canonical(&r.pattern).ok_or_else(|| corrupt("pattern"))?,
-            effect: r.effect.parse().map_err(|_| corrupt("effect"))?,
-            scope: Scope::from_parts(&r.scope_kind, &r.scope_value)
-                .ok_or_else(|| corrupt("scope"))?,
-            expires_at: r.expires_at,
-        })
-    }
+fn stored_effect(effect: &str) -> Result<Effect, StorageError> {
+    effect.parse().map_err(StorageError::Corrupt)
 }
 
 /// One slot and one of its active rules (none: the slot has no active rule left).
@@ -133,27 +124,23 @@ struct SlotRow {
 
 impl SlotRow {
     fn into_parts(self) -> Result<(Slot, Option<RuleMatch>), StorageError> {
-        let corrupt = || {
-            StorageError::Corrupt(format!(
-                "slot {}/{}/{}",
-                self.scope_kind, self.scope_value, self.pattern
-            ))
-        };
-        let slot = (
-            Scope::from_parts(&self.scope_kind, &self.scope_value).ok_or_else(corrupt)?,
-            Pattern::from_canonical(&self.pattern).ok_or_else(corrupt)?,
-        );
+        let slot = stored_slot(&self.scope_kind, &self.scope_value, &self.pattern)?;
         let rule = match (self.id, &self.effect) {
             (Some(id), Some(effect)) => Some(RuleMatch {
                 id: RuleId(id),
                 pattern: slot.1.clone(),
                 scope: slot.0.clone(),
-                effect: effect.parse().map_err(|_| corrupt())?,
+                effect: stored_effect(effect)?,
                 expires_at: self.expires_at,
             }),
             _ => None,
         };
         Ok((slot, rule))
+    }
+
+    /// The rule of a row known to hold one (queries over active rules only).
+    fn into_match(self) -> Result<Option<RuleMatch>, StorageError> {
+        self.into_parts().map(|(_, rule)| rule)
     }
 }
 
@@ -308,7 +295,7 @@ impl RuleBook {
         let patterns: Vec<String> = Pattern::candidates(number).collect();
         let kinds: Vec<&str> = scopes.iter().map(Scope::kind).collect();
         let values: Vec<String> = scopes.iter().map(Scope::value).collect();
-        let rows: Vec<MatchRow> = sqlx::query_as(
+        let rows: Vec<SlotRow> = sqlx::query_as(
             "SELECT r.id, r.pattern, r.effect, r.scope_kind, r.scope_value, r.expires_at \
              FROM rules r JOIN UNNEST($2::text[], $3::text[]) AS s(scope_kind, scope_value) \
                USING (scope_kind, scope_value) \
@@ -321,7 +308,9 @@ impl RuleBook {
         .bind(now)
         .fetch_all(&self.pg)
         .await?;
-        rows.into_iter().map(RuleMatch::try_from).collect()
+        rows.into_iter()
+            .filter_map(|r| r.into_match().transpose())
+            .collect()
     }
 
     /// Active rules by effect, for the rules gauge.
@@ -428,7 +417,7 @@ impl RuleBook {
                 .bind(format!("{}:{}:{}", slot.0.kind(), slot.0.value(), slot.1))
                 .execute(&mut *tx)
                 .await?;
-            let rows: Vec<MatchRow> = sqlx::query_as(
+            let rows: Vec<SlotRow> = sqlx::query_as(
                 "SELECT id, pattern, effect, scope_kind, scope_value, expires_at FROM rules \
                  WHERE pattern = $1 AND scope_kind = $2 AND scope_value = $3 \
                    AND removed_at IS NULL AND (expires_at IS NULL OR expires_at > $4)",
@@ -441,7 +430,7 @@ impl RuleBook {
             .await?;
             let rules = rows
                 .into_iter()
-                .map(RuleMatch::try_from)
+                .filter_map(|r| r.into_match().transpose())
                 .collect::<Result<Vec<_>, _>>()?;
             self.index.write(&[(slot, rules)]).await?;
             tx.commit().await?;
