@@ -366,6 +366,17 @@ async fn bad_ids_tokens_and_unknown_rules() {
         err.code() == Code::InvalidArgument && err.message().starts_with("page_token"),
         "{err:?}"
     );
+    let err = client
+        .list_rules(ListRulesRequest {
+            pattern_prefix: "48%".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.code() == Code::InvalidArgument && err.message().starts_with("pattern_prefix: \"48%\""),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

@@ -229,3 +229,30 @@ async fn concurrent_writers_of_one_slot_leave_the_index_with_every_rule() {
         "the index kept a shorter block: pttl {pttl}"
     );
 }
+
+#[tokio::test]
+async fn rules_added_while_an_import_is_indexed_are_not_lost() {
+    let app = spawn_app().await;
+    let imported: Vec<AddRuleRequest> = (0..6000).map(|i| rule(&format!("+48601{i:06}"))).collect();
+    let import = {
+        let mut client = app.blocklist.clone();
+        async move {
+            client
+                .import_rules(tokio_stream::iter(imported))
+                .await
+                .unwrap()
+        }
+    };
+    // Partners on the same numbers, added one by one while the import runs and is indexed.
+    let partners = async {
+        for i in (0..6000).step_by(300) {
+            app.add(allow(&format!("+48601{i:06}"))).await;
+        }
+    };
+    tokio::join!(import, partners);
+    for i in (0..6000).step_by(300) {
+        let r = app.check(&format!("+48601{i:06}"), PL_LINE).await;
+        assert_eq!(r.reason, "allowed_by_rule", "+48601{i:06}");
+    }
+    assert_eq!(app.check("+48601000001", PL_LINE).await.reason, "blocked");
+}

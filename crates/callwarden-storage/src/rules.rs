@@ -28,6 +28,11 @@ const BATCH: usize = 5_000;
 const REBUILD_OVERLAP: chrono::Duration = chrono::Duration::seconds(5);
 const REBUILD_LOCK_TTL: Duration = Duration::from_secs(600);
 
+/// Advisory lock namespaces (the first of the two keys): one slot's write-through, and bulk
+/// index syncs, which exclude all write-throughs.
+const LOCK_SLOT: i32 = 0x4357_0001;
+const LOCK_BULK_SYNC: i32 = 0x4357_0002;
+
 const RULE_COLUMNS: &str = "id, pattern, effect, scope_kind, scope_value, reason, created_by, \
      created_at, expires_at, removed_at, removed_by";
 
@@ -408,15 +413,20 @@ impl RuleBook {
     ///
     /// Two writers of one slot (on any replica) take turns under a Postgres advisory lock, each
     /// reading the slot after its own commit: whichever writes last writes every committed rule.
-    /// The lock is transaction-scoped, so a cancelled request cannot leave it held.
+    /// Bulk syncs ([`RuleBook::sync_changed_since`]) exclude them the same way. The locks are
+    /// transaction-scoped, so a cancelled request cannot leave one held.
     async fn write_through(&self, rule: &Rule, changed_at: DateTime<Utc>) {
         let slot = (rule.scope.clone(), rule.pattern.clone());
         let result = async {
             let mut tx = self.pg.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(format!("{}:{}:{}", slot.0.kind(), slot.0.value(), slot.1))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "SELECT pg_advisory_xact_lock_shared($1, 0), pg_advisory_xact_lock($2, hashtext($3))",
+            )
+            .bind(LOCK_BULK_SYNC)
+            .bind(LOCK_SLOT)
+            .bind(format!("{}:{}:{}", slot.0.kind(), slot.0.value(), slot.1))
+            .execute(&mut *tx)
+            .await?;
             let rows: Vec<SlotRow> = sqlx::query_as(
                 "SELECT id, pattern, effect, scope_kind, scope_value, expires_at FROM rules \
                  WHERE pattern = $1 AND scope_kind = $2 AND scope_value = $3 \
@@ -450,12 +460,18 @@ impl RuleBook {
     }
 
     /// Rewrites every slot that holds a rule created or removed at or after `since`, from the
-    /// record, in one streamed pass (slots left without active rules are deleted).
+    /// record, in one streamed pass (slots left without active rules are deleted). Single-rule
+    /// write-throughs wait meanwhile, so neither overwrites the other with older data.
     async fn sync_changed_since(
         &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<usize, StorageError> {
+        let mut tx = self.pg.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, 0)")
+            .bind(LOCK_BULK_SYNC)
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query_as::<_, SlotRow>(
             "SELECT c.pattern, c.scope_kind, c.scope_value, r.id, r.effect, r.expires_at \
              FROM (SELECT DISTINCT pattern, scope_kind, scope_value FROM rules \
@@ -467,8 +483,10 @@ impl RuleBook {
         )
         .bind(since)
         .bind(now)
-        .fetch(&self.pg);
-        self.write_slots(rows).await
+        .fetch(&mut *tx);
+        let written = self.write_slots(rows).await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     /// Writes slots from rows ordered by slot, in pipelined batches; returns how many.

@@ -24,6 +24,19 @@ fn rule_id(field: &str, value: &str) -> Result<RuleId, ApiError> {
         .map_err(|_| ApiError::invalid(field, format!("{value:?} is not a rule id")))
 }
 
+/// A filter on canonical patterns: "+" and up to 15 digits.
+fn pattern_prefix(value: &str) -> Result<String, ApiError> {
+    let digits = value.strip_prefix('+').unwrap_or("x");
+    if digits.len() <= 15 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(value.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            "pattern_prefix",
+            format!("{value:?} is not the start of an international number, e.g. \"+48\""),
+        ))
+    }
+}
+
 impl BlockListService {
     async fn import(&self, mut stream: Streaming<pb::AddRuleRequest>) -> Result<u64, Status> {
         let mut import = self
@@ -54,7 +67,9 @@ impl BlockListService {
             effect: (req.effect != pb::Effect::Unspecified as i32)
                 .then(|| convert::effect("effect", req.effect))
                 .transpose()?,
-            pattern_prefix: (!req.pattern_prefix.is_empty()).then(|| req.pattern_prefix.clone()),
+            pattern_prefix: (!req.pattern_prefix.is_empty())
+                .then(|| pattern_prefix(&req.pattern_prefix))
+                .transpose()?,
             include_inactive: req.include_inactive,
         })
     }
