@@ -256,3 +256,44 @@ async fn rules_added_while_an_import_is_indexed_are_not_lost() {
     }
     assert_eq!(app.check("+48601000001", PL_LINE).await.reason, "blocked");
 }
+
+#[tokio::test]
+async fn only_the_holder_of_the_rebuild_lock_rebuilds() {
+    let app = spawn_app().await;
+    app.add(rule("+48601234567")).await;
+    eventually("the index is ready", || ready(&app)).await;
+    let prefix = app.config.redis_key_prefix.clone();
+    let mut conn = app.redis.clone();
+
+    // Another replica holds the lock and is (say) rebuilding.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:meta:rebuild-lock"))
+        .arg("another-replica")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:meta:ready"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for _ in 0..10 {
+        assert_eq!(app.check("+48601234567", PL_LINE).await.reason, "blocked");
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    assert!(
+        !ready(&app).await,
+        "rebuilt although another replica held the lock"
+    );
+
+    // The other replica went away: its lock is released (or expires), and this one rebuilds.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:meta:rebuild-lock"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually("the index is rebuilt", || ready(&app)).await;
+    assert_eq!(app.check("+48601234567", PL_LINE).await.reason, "blocked");
+}

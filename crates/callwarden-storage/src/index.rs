@@ -123,7 +123,8 @@ impl RuleIndex {
             .await
     }
 
-    /// Drops every slot key, so a rebuild does not leave removed rules behind.
+    /// Drops every slot key, so a rebuild does not leave removed rules behind. It scans the
+    /// whole keyspace, which is cheap in the usual case: Redis came back empty.
     pub async fn clear(&self) -> Result<(), redis::RedisError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}:r:*", self.prefix);
@@ -134,7 +135,7 @@ impl RuleIndex {
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(1000)
+                .arg(10_000)
                 .query_async(&mut conn)
                 .await?;
             if !keys.is_empty() {
@@ -162,6 +163,23 @@ impl RuleIndex {
             .query_async(&mut self.conn.clone())
             .await?;
         Ok(set.is_some())
+    }
+
+    /// Extends the rebuild lock if it is still ours; false if it is not.
+    pub async fn extend_rebuild(
+        &self,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, redis::RedisError> {
+        redis::Script::new(
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0",
+        )
+        .key(self.lock_key())
+        .arg(token)
+        .arg(ttl.as_millis() as u64)
+        .invoke_async::<i64>(&mut self.conn.clone())
+        .await
+        .map(|extended| extended == 1)
     }
 
     pub async fn unlock_rebuild(&self, token: &str) -> Result<(), redis::RedisError> {

@@ -21,12 +21,13 @@ use uuid::Uuid;
 /// A (scope, pattern) pair: the unit the index stores.
 type Slot = (Scope, Pattern);
 
-/// Rows per multi-row INSERT and slots per index sync: big enough to amortise round trips,
-/// small enough to stay far below Postgres' bind parameter limits and Redis' reply sizes.
+/// Rows per COPY and slots per Redis pipeline: big enough to amortise round trips, small
+/// enough to keep each message and each pipeline reply modest.
 const BATCH: usize = 5_000;
 /// How far a rebuild looks back for writes that raced with it (clock skew between replicas).
 const REBUILD_OVERLAP: chrono::Duration = chrono::Duration::seconds(5);
-const REBUILD_LOCK_TTL: Duration = Duration::from_secs(600);
+/// Kept alive while a rebuild runs; after a crash, other replicas take over within this.
+const REBUILD_LOCK_TTL: Duration = Duration::from_secs(30);
 
 /// Advisory lock namespaces (the first of the two keys): one slot's write-through, and bulk
 /// index syncs, which exclude all write-throughs.
@@ -360,27 +361,46 @@ impl RuleBook {
     /// Rebuilds the whole index from Postgres. Returns false if another replica (or task) is
     /// already at it. Checks answer from Postgres until the index is marked ready.
     pub async fn rebuild(&self, now: DateTime<Utc>) -> Result<bool, StorageError> {
+        /// Clears the flag however the rebuild ends, panics and cancellation included.
+        struct Running<'a>(&'a AtomicBool);
+        impl Drop for Running<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
         if self.rebuilding.swap(true, Ordering::AcqRel) {
             return Ok(false);
         }
+        let _running = Running(&self.rebuilding);
         let token = Uuid::new_v4().to_string();
-        let result = async {
-            if !self
-                .index
-                .try_lock_rebuild(&token, REBUILD_LOCK_TTL)
-                .await?
-            {
-                return Ok(false);
-            }
-            let result = self.rebuild_locked(now).await;
-            if let Err(e) = self.index.unlock_rebuild(&token).await {
-                tracing::warn!(error = %e, "could not release the rebuild lock; it expires");
-            }
-            result.map(|()| true)
+        if !self
+            .index
+            .try_lock_rebuild(&token, REBUILD_LOCK_TTL)
+            .await?
+        {
+            return Ok(false);
         }
-        .await;
-        self.rebuilding.store(false, Ordering::Release);
-        result
+        // Hold the lock while the rebuild runs. Should it be lost (Redis restarted, a pause
+        // longer than its TTL), stop: another replica may be rebuilding, and two rebuilds
+        // interleaving could leave a removed rule in the index.
+        let keep_lock = async {
+            let mut tick = tokio::time::interval(REBUILD_LOCK_TTL / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if !self.index.extend_rebuild(&token, REBUILD_LOCK_TTL).await? {
+                    return Err(StorageError::Internal("lost the rebuild lock".into()));
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = self.rebuild_locked(now) => result,
+            lost = keep_lock => lost,
+        };
+        if let Err(e) = self.index.unlock_rebuild(&token).await {
+            tracing::warn!(error = %e, "could not release the rebuild lock; it expires");
+        }
+        result.map(|()| true)
     }
 
     async fn rebuild_locked(&self, now: DateTime<Utc>) -> Result<(), StorageError> {
