@@ -132,7 +132,19 @@ async fn unreachable_stores_at_start_up_name_the_url_and_the_variable() {
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
+    let leftover: Option<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname = $1")
+            .bind(config.database_url.rsplit('/').next().unwrap())
+            .fetch_optional(
+                &sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
+                    .await
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+    assert_eq!(leftover, None, "a failed start-up created its database");
 
+    config.redis_url = "redis://127.0.0.1:6379".into();
     config.database_url = "postgres://nobody:secret@127.0.0.1:1/callwarden".into();
     let err = callwarden_server::startup::Application::build(config)
         .await

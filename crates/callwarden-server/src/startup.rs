@@ -110,13 +110,14 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let lines = Arc::new(config.line_directory()?);
-        let pg = prepare_database(&config).await?;
+        // Redis first: a start-up that fails on it then leaves no database behind.
         let redis = callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
             .await
             .map_err(|source| StartupError::Redis {
                 url: redact(&config.redis_url),
                 source,
             })?;
+        let pg = prepare_database(&config).await?;
         let index = RuleIndex::new(
             redis.clone(),
             IndexConfig {
