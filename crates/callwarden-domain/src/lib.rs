@@ -5,7 +5,10 @@
 //! hold an invalid value: [`phone::E164`], [`phone::CallerId`], [`line::LineId`],
 //! [`rule::Pattern`], [`rule::OperatorId`].
 
+pub mod chain;
 pub mod decision;
+pub mod incident;
 pub mod line;
 pub mod phone;
+pub mod policy;
 pub mod rule;
