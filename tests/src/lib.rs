@@ -3,8 +3,10 @@
 //! [`RedisServer`] starts a private Redis for tests that must stop or restart it.
 
 use callwarden_proto::v1::{
-    AddRuleRequest, CheckCallRequest, CheckCallResponse, Effect, GetRuleRequest, RemoveRuleRequest,
-    Rule, Scope, ScopeKind, block_list_client::BlockListClient, screening_client::ScreeningClient,
+    AddRuleRequest, CallCommand, CallEventKind, CheckCallRequest, CheckCallResponse, Effect,
+    GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest, Rule, Scope, ScopeKind,
+    WatchCommandsRequest, block_list_client::BlockListClient, console_client::ConsoleClient,
+    screening_client::ScreeningClient,
 };
 use callwarden_server::{
     clock::ManualClock,
@@ -44,6 +46,7 @@ pub struct TestApp {
     pub http_addr: SocketAddr,
     pub screening: ScreeningClient<Channel>,
     pub blocklist: BlockListClient<Channel>,
+    pub console: ConsoleClient<Channel>,
     pub channel: Channel,
     pub clock: ManualClock,
     pub config: Config,
@@ -53,7 +56,9 @@ pub struct TestApp {
     pub pg: sqlx::PgPool,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<TaskResult>>,
+    /// The database to drop afterwards; empty for a replica.
     database: String,
+    owns_keys: bool,
 }
 
 /// The configuration every test starts from: ports 0, its own database and key prefix.
@@ -123,6 +128,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         http_addr,
         screening: ScreeningClient::new(channel.clone()),
         blocklist: BlockListClient::new(channel.clone()),
+        console: ConsoleClient::new(channel.clone()),
         channel,
         clock,
         config,
@@ -131,6 +137,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         shutdown: Some(tx),
         server: Some(server),
         database,
+        owns_keys: true,
     }
 }
 
@@ -153,9 +160,69 @@ impl TestApp {
                 caller: caller.into(),
                 line: line.into(),
                 switch_id: "switch-test".into(),
+                operator_id: String::new(),
             })
             .await
             .map(tonic::Response::into_inner)
+    }
+
+    /// A call from `caller` on the Polish line through `switch`, checked and answered by
+    /// `operator`; returns its id.
+    pub async fn answered_call(&self, caller: &str, switch: &str, operator: &str) -> String {
+        let call_id = uuid::Uuid::new_v4().to_string();
+        self.screening
+            .clone()
+            .check_call(CheckCallRequest {
+                call_id: call_id.clone(),
+                caller: caller.into(),
+                line: PL_LINE.into(),
+                switch_id: switch.into(),
+                operator_id: String::new(),
+            })
+            .await
+            .unwrap();
+        self.call_event(&call_id, CallEventKind::Answered, operator)
+            .await
+            .unwrap();
+        call_id
+    }
+
+    pub async fn call_event(
+        &self,
+        call_id: &str,
+        kind: CallEventKind,
+        operator: &str,
+    ) -> Result<(), tonic::Status> {
+        self.screening
+            .clone()
+            .report_call_event(ReportCallEventRequest {
+                call_id: call_id.into(),
+                kind: kind.into(),
+                operator_id: operator.into(),
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Opens a switch's command stream.
+    pub async fn watch(&self, switch: &str) -> tonic::Streaming<CallCommand> {
+        self.screening
+            .clone()
+            .watch_commands(WatchCommandsRequest {
+                switch_id: switch.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Another replica of this deployment: same database, same Redis keys, its own ports.
+    pub async fn replica(&self) -> TestApp {
+        let mut replica = spawn_app_with(self.config.clone()).await;
+        // The first replica owns the database and keys and cleans them up.
+        replica.database.clear();
+        replica.owns_keys = false;
+        replica
     }
 
     pub async fn add(&self, request: AddRuleRequest) -> Rule {
@@ -259,6 +326,9 @@ impl Drop for TestApp {
         // Clean up in a thread of its own: Drop cannot await, and this runs on panics too. The
         // test's runtime is blocked meanwhile, so nothing here may wait on its connections:
         // FORCE ends them.
+        if !self.owns_keys {
+            return;
+        }
         let database = std::mem::take(&mut self.database);
         let prefix = self.config.redis_key_prefix.clone();
         let redis_url = self.config.redis_url.clone();

@@ -387,6 +387,7 @@ async fn bad_check_requests_name_the_field_and_the_value() {
         caller: "+48601234567".into(),
         line: PL_LINE.into(),
         switch_id: "sw-1".into(),
+        operator_id: String::new(),
     };
     use callwarden_proto::v1::CheckCallRequest as R;
     let cases: Vec<(R, &str, &str)> = vec![

@@ -5,6 +5,7 @@
 //! hold an invalid value: [`phone::E164`], [`phone::CallerId`], [`line::LineId`],
 //! [`rule::Pattern`], [`rule::OperatorId`].
 
+pub mod call;
 pub mod chain;
 pub mod decision;
 pub mod incident;

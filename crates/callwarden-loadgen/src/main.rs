@@ -193,6 +193,7 @@ async fn worker(
             caller: format_caller(national, rng.next()),
             line: args.line.clone(),
             switch_id: "loadgen".into(),
+            operator_id: String::new(),
         };
         let result = client.check_call(request).await;
         if started < measure_from {

@@ -2,8 +2,10 @@
 //! file, then `CALLWARDEN_*` environment variables (each top-level key, upper-cased).
 
 use callwarden_domain::{
+    incident::{Category, Severity},
     line::{AnonymousPolicy, LineDirectory, LineId, LinePolicy},
     phone::Region,
+    policy::Policy,
 };
 use figment::{
     Figment,
@@ -65,8 +67,99 @@ pub struct Config {
     /// How often a replica checks that the Redis index exists (rebuilding it if Redis came back
     /// empty) and retries failed index writes.
     pub index_check_interval_ms: u64,
+    /// How long a call stays live (for commands and reports) if its switch never reports its
+    /// end.
+    pub live_call_ttl_seconds: u64,
+    /// Announcement id sent with TERMINATE (the switch plays it to the caller).
+    pub terminate_announcement: String,
+    /// Announcement id sent with PLAY_WARNING when the operator names none.
+    pub warning_announcement: String,
+    /// What follows from reports.
+    pub policy: PolicyConfig,
     /// Service lines with their own policy; others use the defaults above.
     pub lines: Vec<LineConfig>,
+}
+
+/// The report policy (`[policy]` in the file; `CALLWARDEN_POLICY__<KEY>` in the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// The operator's break after EndAndFlag.
+    pub cooldown_seconds: u64,
+    /// How long "block this caller from me" lasts; 0 for good.
+    pub operator_block_ttl_seconds: u64,
+    /// How long an automatic global block lasts.
+    pub global_block_ttl_seconds: u64,
+    /// Reports of this severity or higher block the caller globally for a while.
+    pub global_block_severity: String,
+    /// Reports from this many different operators within `repeat_window_days` block globally.
+    pub repeat_reporters: usize,
+    pub repeat_window_days: u32,
+    /// How far back CheckCall's `recent_flags` counts incidents.
+    pub recent_window_days: u32,
+    /// Categories escalated to supervisors at once.
+    pub escalate_categories: Vec<String>,
+    /// Categories that never block the caller.
+    pub never_block_categories: Vec<String>,
+    /// Categories marked for a supervisor's attention.
+    pub attention_categories: Vec<String>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        let p = Policy::default();
+        let names = |cs: &[Category]| cs.iter().map(|c| c.as_str().to_owned()).collect();
+        Self {
+            cooldown_seconds: p.cooldown.num_seconds() as u64,
+            operator_block_ttl_seconds: 0,
+            global_block_ttl_seconds: p.global_block_ttl.num_seconds() as u64,
+            global_block_severity: p.global_block_severity.as_str().into(),
+            repeat_reporters: p.repeat_reporters,
+            repeat_window_days: p.repeat_window.num_days() as u32,
+            recent_window_days: p.recent_window.num_days() as u32,
+            escalate_categories: names(&p.escalate),
+            never_block_categories: names(&p.never_block),
+            attention_categories: names(&p.attention),
+        }
+    }
+}
+
+impl PolicyConfig {
+    pub fn policy(&self) -> Result<Policy, ConfigError> {
+        let categories = |key: &'static str, names: &[String]| {
+            names
+                .iter()
+                .map(|n| {
+                    n.parse::<Category>().map_err(|_| ConfigError::Invalid {
+                        key,
+                        what: "a list of categories (see README)",
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let seconds = |s: u64| chrono::Duration::seconds(s.min(i64::MAX as u64 / 1000) as i64);
+        Ok(Policy {
+            cooldown: seconds(self.cooldown_seconds),
+            operator_block_ttl: (self.operator_block_ttl_seconds > 0)
+                .then(|| seconds(self.operator_block_ttl_seconds)),
+            global_block_ttl: seconds(self.global_block_ttl_seconds),
+            global_block_severity: self.global_block_severity.parse::<Severity>().map_err(
+                |_| ConfigError::Invalid {
+                    key: "policy.global_block_severity",
+                    what: "one of low, medium, high, critical",
+                },
+            )?,
+            repeat_reporters: self.repeat_reporters.max(1),
+            repeat_window: chrono::Duration::days(self.repeat_window_days.into()),
+            recent_window: chrono::Duration::days(self.recent_window_days.into()),
+            escalate: categories("policy.escalate_categories", &self.escalate_categories)?,
+            never_block: categories(
+                "policy.never_block_categories",
+                &self.never_block_categories,
+            )?,
+            attention: categories("policy.attention_categories", &self.attention_categories)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +189,10 @@ impl Default for Config {
             log_filter: "info".into(),
             shutdown_grace_ms: 10_000,
             index_check_interval_ms: 1_000,
+            live_call_ttl_seconds: 4 * 3600,
+            terminate_announcement: "conduct-terminated".into(),
+            warning_announcement: "conduct-warning".into(),
+            policy: PolicyConfig::default(),
             lines: Vec::new(),
         }
     }
@@ -109,7 +206,7 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("CALLWARDEN_").ignore(&["config"]))
+            .merge(Env::prefixed("CALLWARDEN_").ignore(&["config"]).split("__"))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -118,6 +215,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.line_directory()?;
+        self.policy.policy()?;
         if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid {
                 key: "redis_key_prefix",
@@ -169,6 +267,10 @@ impl Config {
         Duration::from_millis(self.shutdown_grace_ms)
     }
 
+    pub fn live_call_ttl(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.live_call_ttl_seconds.clamp(60, 7 * 24 * 3600) as i64)
+    }
+
     pub fn index_check_interval(&self) -> Duration {
         Duration::from_millis(self.index_check_interval_ms.max(10))
     }
@@ -199,6 +301,7 @@ mod tests {
             jail.set_env("CALLWARDEN_GRPC_ADDR", "127.0.0.1:7000");
             jail.set_env("CALLWARDEN_REDIS_URL", "redis://10.0.0.9:6379");
             jail.set_env("CALLWARDEN_CONFIG", "ignored.toml");
+            jail.set_env("CALLWARDEN_POLICY__COOLDOWN_SECONDS", "90");
             let config = Config::load(Some(Path::new("callwarden.toml"))).unwrap();
             assert_eq!(config.grpc_addr.port(), 7000);
             assert_eq!(config.redis_url, "redis://10.0.0.9:6379");
@@ -209,6 +312,7 @@ mod tests {
             assert_eq!(dir.policy(&london).anonymous, AnonymousPolicy::Reject);
             let chat = LineId::Name("chat-pl".into());
             assert_eq!(dir.policy(&chat).region.to_string(), "PL");
+            assert_eq!(config.policy.policy().unwrap().cooldown.num_seconds(), 90);
             Ok(())
         });
     }

@@ -8,8 +8,20 @@ pub enum ApiError {
     /// A request field that cannot be used; the message names the field and the value.
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
+    /// What the request names does not exist (for this caller).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request is valid but the state of things forbids it; the message says why.
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Storage(e.into())
+    }
 }
 
 impl ApiError {
@@ -36,6 +48,8 @@ impl From<ApiError> for Status {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
+            ApiError::NotFound(_) => Status::not_found(e.to_string()),
+            ApiError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
             ApiError::Storage(StorageError::RuleNotFound(_)) => Status::not_found(e.to_string()),
             ApiError::Storage(StorageError::RuleAlreadyRemoved(_)) => {
                 Status::failed_precondition(e.to_string())

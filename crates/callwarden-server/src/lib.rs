@@ -6,5 +6,6 @@ pub mod config;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod hub;
 pub mod startup;
 pub mod telemetry;

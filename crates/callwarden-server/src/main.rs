@@ -30,6 +30,8 @@ enum Command {
     Serve,
     /// Create the database if missing, apply migrations, and exit.
     Migrate,
+    /// Walk every incident's hash-chained event log; name the first broken link (exit 1).
+    Verify,
 }
 
 const EX_CONFIG: u8 = 64;
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
                 .await
                 .map(drop)
                 .map_err(anyhow::Error::from),
+            Command::Verify => verify(&config).await,
             Command::Serve => match Application::build(config).await {
                 Ok(app) => app.run_until_stopped(shutdown_signal()).await,
                 Err(e) => Err(e.into()),
@@ -68,6 +71,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+async fn verify(config: &Config) -> anyhow::Result<()> {
+    let pg = startup::prepare_database(config).await?;
+    match callwarden_storage::incidents::verify(&pg).await? {
+        Ok(report) => {
+            println!(
+                "ok: {} incidents, {} events, every link holds",
+                report.incidents, report.events
+            );
+            Ok(())
+        }
+        Err(broken) => anyhow::bail!("broken chain: {broken}"),
     }
 }
 

@@ -5,15 +5,19 @@
 use crate::{
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
-    grpc::{blocklist::BlockListService, screening::ScreeningService},
+    grpc::{blocklist::BlockListService, console::ConsoleService, screening::ScreeningService},
     http::{self, HttpState},
+    hub::CommandHub,
     telemetry,
 };
-use callwarden_domain::{line::LineDirectory, rule::Effect};
+use callwarden_domain::{line::LineDirectory, policy::Policy, rule::Effect};
 use callwarden_proto::v1::{
-    self as pb, block_list_server::BlockListServer, screening_server::ScreeningServer,
+    self as pb, block_list_server::BlockListServer, console_server::ConsoleServer,
+    screening_server::ScreeningServer,
 };
-use callwarden_storage::{IndexConfig, RuleBook, RuleIndex, postgres};
+use callwarden_storage::{
+    IndexConfig, RuleBook, RuleIndex, incidents::IncidentStore, live::LiveState, postgres,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
@@ -22,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-/// How often the `callwarden_rules` gauge is recounted from Postgres.
-const RULE_GAUGE_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the `callwarden_rules` and `callwarden_commands_pending` gauges are recounted.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -95,6 +99,9 @@ pub struct Application {
     pg: PgPool,
     redis: ConnectionManager,
     rules: RuleBook,
+    live: LiveState,
+    incidents: IncidentStore,
+    policy: Policy,
     lines: Arc<LineDirectory>,
     clock: Arc<dyn Clock>,
     metrics: PrometheusHandle,
@@ -111,12 +118,13 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let lines = Arc::new(config.line_directory()?);
         // Redis first: a start-up that fails on it then leaves no database behind.
-        let redis = callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
-            .await
-            .map_err(|source| StartupError::Redis {
-                url: redact(&config.redis_url),
-                source,
-            })?;
+        let (redis_client, redis) =
+            callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
+                .await
+                .map_err(|source| StartupError::Redis {
+                    url: redact(&config.redis_url),
+                    source,
+                })?;
         let pg = prepare_database(&config).await?;
         let index = RuleIndex::new(
             redis.clone(),
@@ -125,6 +133,14 @@ impl Application {
             },
         );
         let rules = RuleBook::new(pg.clone(), index);
+        let live = LiveState::new(
+            redis.clone(),
+            redis_client,
+            &config.redis_key_prefix,
+            config.live_call_ttl(),
+        );
+        let incidents = IncidentStore::new(pg.clone(), rules.clone());
+        let policy = config.policy.policy()?;
         let bind = |addr: SocketAddr, variable| async move {
             TcpListener::bind(addr)
                 .await
@@ -143,6 +159,9 @@ impl Application {
             pg,
             redis,
             rules,
+            live,
+            incidents,
+            policy,
             lines,
             clock,
             metrics: telemetry::metrics_handle(),
@@ -181,19 +200,35 @@ impl Application {
         health
             .set_serving::<BlockListServer<BlockListService>>()
             .await;
+        health.set_serving::<ConsoleServer<ConsoleService>>().await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         };
+        let hub = Arc::new(CommandHub::default());
+        let feed = tokio::spawn(hub.clone().run(self.live.clone(), token.clone()));
         let grpc = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(ScreeningServer::new(ScreeningService {
                 rules: self.rules.clone(),
+                live: self.live.clone(),
+                incidents: self.incidents.clone(),
+                hub: hub.clone(),
                 lines: self.lines.clone(),
                 clock: self.clock.clone(),
+                recent_window: self.policy.recent_window,
+                shutdown: token.clone(),
+            }))
+            .add_service(ConsoleServer::new(ConsoleService {
+                live: self.live.clone(),
+                incidents: self.incidents.clone(),
+                policy: self.policy.clone(),
+                clock: self.clock.clone(),
+                terminate_announcement: self.config.terminate_announcement.clone(),
+                warning_announcement: self.config.warning_announcement.clone(),
             }))
             .add_service(BlockListServer::new(BlockListService {
                 rules: self.rules.clone(),
@@ -216,7 +251,12 @@ impl Application {
         )
         .with_graceful_shutdown(token.clone().cancelled_owned());
         let maintenance = tokio::spawn(maintain(
-            self.rules.clone(),
+            Maintained {
+                rules: self.rules.clone(),
+                live: self.live.clone(),
+                incidents: self.incidents.clone(),
+                recent_window: self.policy.recent_window,
+            },
             self.clock.clone(),
             self.config.index_check_interval(),
             token.clone(),
@@ -237,40 +277,87 @@ impl Application {
         }
         token.cancel();
         maintenance.await?;
+        feed.await?;
         self.pg.close().await;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// Keeps the Redis index present (rebuilding it when Redis came back empty) and the rules gauge
-/// current, until shutdown.
-async fn maintain(
+/// What the maintenance loop keeps in shape.
+struct Maintained {
     rules: RuleBook,
+    live: LiveState,
+    incidents: IncidentStore,
+    recent_window: chrono::Duration,
+}
+
+impl Maintained {
+    /// Restores `recent_flags` from the record when Redis lost them.
+    async fn flags(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), callwarden_storage::StorageError> {
+        if self.live.flags_ready().await? {
+            return Ok(());
+        }
+        let recent = self
+            .incidents
+            .recent_by_caller(now - self.recent_window)
+            .await?;
+        self.live.write_flags(&recent, self.recent_window).await?;
+        self.live.mark_flags_ready().await?;
+        tracing::info!(
+            callers = recent.len(),
+            "recent incident counts restored from Postgres"
+        );
+        Ok(())
+    }
+
+    async fn gauges(&self, now: chrono::DateTime<chrono::Utc>) {
+        match self.rules.count_active(now).await {
+            Ok(counts) => {
+                for effect in [Effect::Block, Effect::Allow] {
+                    let n = counts
+                        .iter()
+                        .find(|(e, _)| *e == effect)
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!("callwarden_rules", "effect" => effect.as_str()).set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count rules"),
+        }
+        match self.live.pending_count().await {
+            Ok(n) => metrics::gauge!("callwarden_commands_pending").set(n as f64),
+            Err(e) => tracing::warn!(error = %e, "could not count pending commands"),
+        }
+    }
+}
+
+/// Keeps the Redis index and the recent-incident counts present (rebuilding them when Redis
+/// came back empty) and the gauges current, until shutdown.
+async fn maintain(
+    state: Maintained,
     clock: Arc<dyn Clock>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
     let mut index_tick = tokio::time::interval(every);
-    let mut gauge_tick = tokio::time::interval(RULE_GAUGE_INTERVAL);
+    let mut gauge_tick = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = index_tick.tick() => {
-                if let Err(e) = rules.maintain(clock.now()).await {
+                let now = clock.now();
+                if let Err(e) = state.rules.maintain(now).await {
                     metrics::counter!("callwarden_redis_errors_total", "op" => "maintain").increment(1);
                     tracing::warn!(error = %e, "index maintenance failed; retrying");
                 }
-            }
-            _ = gauge_tick.tick() => match rules.count_active(clock.now()).await {
-                Ok(counts) => {
-                    for effect in [Effect::Block, Effect::Allow] {
-                        let n = counts.iter().find(|(e, _)| *e == effect).map_or(0, |(_, n)| *n);
-                        metrics::gauge!("callwarden_rules", "effect" => effect.as_str()).set(n as f64);
-                    }
+                if let Err(e) = state.flags(now).await {
+                    tracing::warn!(error = %e, "could not restore recent incident counts; retrying");
                 }
-                Err(e) => tracing::warn!(error = %e, "could not count rules"),
             }
+            _ = gauge_tick.tick() => state.gauges(clock.now()).await,
         }
     }
 }

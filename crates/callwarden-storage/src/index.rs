@@ -52,38 +52,50 @@ impl RuleIndex {
         format!("{}:meta:rebuild-lock", self.prefix)
     }
 
-    /// The rules stored for every slot that could match `number` in `scopes`, or `None` if the
-    /// index is not ready.
+    /// One round trip for a check: the rules stored for every slot that could match `number`
+    /// in `scopes` (`None` if the index is not ready), the values of `extra_keys`, and whatever
+    /// `also` adds to the pipeline (replies ignored).
     pub async fn lookup(
         &self,
-        number: &E164,
+        number: Option<&E164>,
         scopes: &[Scope],
-    ) -> Result<Option<Vec<RuleMatch>>, redis::RedisError> {
-        let candidates: Vec<String> = Pattern::candidates(number).collect();
-        let mut keys = Vec::with_capacity(1 + candidates.len() * scopes.len());
+        extra_keys: &[String],
+        also: impl FnOnce(&mut redis::Pipeline),
+    ) -> Result<(Option<Vec<RuleMatch>>, Vec<Option<String>>), redis::RedisError> {
+        let candidates: Vec<String> = number
+            .map(|n| Pattern::candidates(n).collect())
+            .unwrap_or_default();
+        let mut keys = Vec::with_capacity(1 + extra_keys.len() + candidates.len() * scopes.len());
         keys.push(self.ready_key());
+        keys.extend_from_slice(extra_keys);
         for scope in scopes {
             keys.extend(candidates.iter().map(|p| self.slot_key(scope, p)));
         }
-        let values: Vec<Option<String>> = redis::cmd("MGET")
-            .arg(&keys)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        if values.first().is_none_or(Option::is_none) {
-            return Ok(None);
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET").arg(&keys);
+        also(&mut pipe);
+        let (mut values,): (Vec<Option<String>>,) =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        let slot_values = values.split_off(1 + extra_keys.len());
+        let extras = values.split_off(1);
+        if number.is_none() {
+            return Ok((Some(Vec::new()), extras));
+        }
+        if values[0].is_none() {
+            return Ok((None, extras));
         }
         let mut found = Vec::new();
         let slots = scopes
             .iter()
             .flat_map(|s| candidates.iter().map(move |p| (s, p)));
-        for ((scope, pattern), value) in slots.zip(&values[1..]) {
+        for ((scope, pattern), value) in slots.zip(&slot_values) {
             let Some(value) = value else { continue };
             let pattern = Pattern::from_canonical(pattern).expect("candidates are canonical");
             decode(value, &pattern, scope, &mut found).map_err(|e| {
                 redis::RedisError::from((redis::ErrorKind::Parse, "corrupt index entry", e))
             })?;
         }
-        Ok(Some(found))
+        Ok((Some(found), extras))
     }
 
     /// Writes each slot's active rules (an empty list deletes the slot), in one pipeline.

@@ -3,24 +3,28 @@
 //! record and the index cannot drift apart through a second code path.
 
 mod error;
+pub mod incidents;
 mod index;
+pub mod live;
 pub mod postgres;
 mod rules;
 
 pub use error::StorageError;
 pub use index::{IndexConfig, RuleIndex};
-pub use rules::{Import, RuleBook, RuleFilter, RulePage};
+pub use rules::{Import, RuleBook, RuleFilter, RulePage, Screened};
 
-/// Connects to Redis with bounded connection and response times, reconnecting on its own.
+/// Connects to Redis with bounded connection and response times, reconnecting on its own. The
+/// client is kept for what needs a connection of its own (pub/sub).
 pub async fn connect_redis(
     url: &str,
     timeout: std::time::Duration,
-) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+) -> Result<(redis::Client, redis::aio::ConnectionManager), redis::RedisError> {
     let client = redis::Client::open(url)?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))
         .set_number_of_retries(2)
         .set_max_delay(std::time::Duration::from_secs(2));
-    redis::aio::ConnectionManager::new_with_config(client, config).await
+    let manager = redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
+    Ok((client, manager))
 }

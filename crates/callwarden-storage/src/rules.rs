@@ -60,6 +60,16 @@ pub struct RuleFilter {
     pub include_inactive: bool,
 }
 
+/// What [`RuleBook::screen`] read for one check.
+#[derive(Debug, Clone)]
+pub struct Screened {
+    pub rules: Vec<RuleMatch>,
+    /// The values of the extra keys, in order (all `None` when Redis failed).
+    pub extras: Vec<Option<String>>,
+    /// False when Redis failed: extras are unknown and the added commands did not run.
+    pub redis_ok: bool,
+}
+
 pub struct RulePage {
     pub rules: Vec<Rule>,
     /// The id to continue after, if there are more.
@@ -175,6 +185,24 @@ impl RuleBook {
         Ok(rule)
     }
 
+    /// Records a rule inside someone else's transaction (an incident and the blocks it leads
+    /// to commit together); call [`RuleBook::index_rule`] after the commit.
+    pub(crate) async fn insert_in(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        rule: NewRule,
+        now: DateTime<Utc>,
+    ) -> Result<Rule, StorageError> {
+        let rule = materialise(rule, now);
+        insert_batch(tx, std::slice::from_ref(&rule)).await?;
+        Ok(rule)
+    }
+
+    /// Writes a committed rule through to the index (see [`RuleBook::insert_in`]).
+    pub(crate) async fn index_rule(&self, rule: &Rule) {
+        self.write_through(rule, rule.created_at).await;
+    }
+
     /// Starts an all-or-nothing import; nothing is visible until [`Import::commit`].
     pub async fn begin_import(&self, now: DateTime<Utc>) -> Result<Import, StorageError> {
         Ok(Import {
@@ -266,30 +294,45 @@ impl RuleBook {
         Ok(RulePage { rules, next_after })
     }
 
-    /// The rules that may decide a call from `number` in `scopes`: from the index in one round
-    /// trip; from Postgres while the index is unavailable or being rebuilt.
-    pub async fn matches(
+    /// What a check needs, in one Redis round trip: the rules that may decide a call from
+    /// `number` in `scopes` (from Postgres while the index is unavailable or being rebuilt),
+    /// the values of `extra_keys`, and the commands `also` adds (a call's registration).
+    pub async fn screen(
         &self,
-        number: &E164,
+        number: Option<&E164>,
         scopes: &[Scope],
+        extra_keys: &[String],
+        also: impl FnOnce(&mut redis::Pipeline),
         now: DateTime<Utc>,
-    ) -> Result<Vec<RuleMatch>, StorageError> {
-        match self.index.lookup(number, scopes).await {
-            Ok(Some(found)) => return Ok(found),
-            Ok(None) => {
-                // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
-                if !self.rebuilding.load(Ordering::Relaxed) {
+    ) -> Result<Screened, StorageError> {
+        let (rules, extras, redis_ok) =
+            match self.index.lookup(number, scopes, extra_keys, also).await {
+                Ok((rules, extras)) => (rules, extras, true),
+                Err(e) => {
+                    metrics::counter!("callwarden_redis_errors_total", "op" => "lookup")
+                        .increment(1);
+                    tracing::warn!(error = %e, "index lookup failed; answering from Postgres");
+                    (None, vec![None; extra_keys.len()], false)
+                }
+            };
+        let rules = match (rules, number) {
+            (Some(rules), _) => rules,
+            (None, None) => Vec::new(),
+            (None, Some(number)) => {
+                if redis_ok && !self.rebuilding.load(Ordering::Relaxed) {
+                    // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
                     let book = self.clone();
                     tokio::spawn(async move { book.rebuild_logged(Utc::now()).await });
                 }
+                metrics::counter!("callwarden_index_fallbacks_total").increment(1);
+                self.matches_from_record(number, scopes, now).await?
             }
-            Err(e) => {
-                metrics::counter!("callwarden_redis_errors_total", "op" => "lookup").increment(1);
-                tracing::warn!(error = %e, "index lookup failed; answering from Postgres");
-            }
-        }
-        metrics::counter!("callwarden_index_fallbacks_total").increment(1);
-        self.matches_from_record(number, scopes, now).await
+        };
+        Ok(Screened {
+            rules,
+            extras,
+            redis_ok,
+        })
     }
 
     async fn matches_from_record(

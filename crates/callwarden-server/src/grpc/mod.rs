@@ -2,5 +2,6 @@
 //! [`convert`]), calls the domain and storage, and maps errors through [`crate::error`].
 
 pub mod blocklist;
+pub mod console;
 pub mod convert;
 pub mod screening;

@@ -1,22 +1,59 @@
-//! `callwarden.v1.Screening`: what switches ask before every call.
+//! `callwarden.v1.Screening`: what switches ask before and during every call.
 
 use super::convert;
-use crate::{clock::Clock, error::ApiError};
+use crate::{
+    clock::Clock,
+    error::ApiError,
+    hub::{CommandHub, HubEvent},
+};
 use callwarden_domain::{
+    call::{Command, CommandKind, LiveCall},
     decision::{Decision, decide},
     line::LineDirectory,
     phone::CallerId,
-    rule::Scope,
+    rule::{OperatorId, Scope},
 };
 use callwarden_proto::v1::{self as pb, screening_server};
-use callwarden_storage::RuleBook;
-use std::{sync::Arc, time::Instant};
+use callwarden_storage::{RuleBook, incidents::IncidentStore, live::LiveState};
+use chrono::{DateTime, Utc};
+use std::{collections::HashSet, sync::Arc, time::Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 pub struct ScreeningService {
     pub rules: RuleBook,
+    pub live: LiveState,
+    pub incidents: IncidentStore,
+    pub hub: Arc<CommandHub>,
     pub lines: Arc<LineDirectory>,
     pub clock: Arc<dyn Clock>,
+    /// How far back `recent_flags` counts.
+    pub recent_window: chrono::Duration,
+    /// Open streams end when this is cancelled, so shutdown is not held up by them.
+    pub shutdown: CancellationToken,
+}
+
+fn millis(value: Option<&String>) -> Option<DateTime<Utc>> {
+    value
+        .and_then(|v| v.parse().ok())
+        .and_then(DateTime::from_timestamp_millis)
+}
+
+pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
+    pb::CallCommand {
+        command_id: c.id.clone(),
+        call_id: c.call_id.clone(),
+        kind: match c.kind {
+            CommandKind::Terminate => pb::CommandKind::Terminate,
+            CommandKind::PlayWarning => pb::CommandKind::PlayWarning,
+        }
+        .into(),
+        announcement: c.announcement.clone(),
+        issued_at: Some(convert::timestamp(c.issued_at)),
+        redelivery,
+    }
 }
 
 impl ScreeningService {
@@ -27,16 +64,56 @@ impl ScreeningService {
         let policy = self.lines.policy(&line);
         let caller = CallerId::parse(&req.caller, policy.region)
             .map_err(|e| ApiError::invalid("caller", e))?;
+        let operator = (!req.operator_id.is_empty())
+            .then(|| {
+                OperatorId::parse(&req.operator_id).map_err(|e| ApiError::invalid("operator_id", e))
+            })
+            .transpose()?;
         let now = self.clock.now();
-        let matches = match caller.number() {
-            Some(number) => {
-                self.rules
-                    .matches(number, &Scope::candidates(&line, None), now)
-                    .await?
-            }
-            None => Vec::new(),
+        let number = caller.number();
+        // Read in the same round trip as the rules: recent incidents against the caller, and
+        // the planned operator's cooldown.
+        let flags_key = number.map(|n| self.live.flags_key(n.as_str()));
+        let cooldown_key = operator
+            .as_ref()
+            .map(|op| self.live.cooldown_key(op.as_str()));
+        let extra_keys: Vec<String> = flags_key.iter().chain(&cooldown_key).cloned().collect();
+        let call = LiveCall {
+            call_id: req.call_id.clone(),
+            switch_id: req.switch_id.clone(),
+            line: line.to_string(),
+            caller: number.map(ToString::to_string),
+            checked_at: now,
+            operator: None,
+            answered_at: None,
+            ended_at: None,
+            terminate: None,
         };
-        let verdict = decide(policy, &caller, &matches, 0, now);
+        let screened = self
+            .rules
+            .screen(
+                number,
+                &Scope::candidates(&line, operator.as_ref()),
+                &extra_keys,
+                |pipe| self.live.register(pipe, &call),
+                now,
+            )
+            .await?;
+        let mut extras = screened.extras.iter();
+        let recent_flags = flags_key
+            .and(extras.next())
+            .and_then(Option::as_deref)
+            .map_or(0, |v| {
+                v.split(',')
+                    .filter_map(|t| t.parse().ok().and_then(DateTime::from_timestamp_millis))
+                    .filter(|t| *t > now - self.recent_window)
+                    .count() as u32
+            });
+        let cooldown_until = cooldown_key
+            .and(extras.next())
+            .and_then(|v| millis(v.as_ref()))
+            .filter(|until| *until > now);
+        let verdict = decide(policy, &caller, &screened.rules, recent_flags, now);
         tracing::debug!(
             call_id = %req.call_id,
             switch_id = %req.switch_id,
@@ -60,13 +137,103 @@ impl ScreeningService {
         Ok(pb::CheckCallResponse {
             decision: decision.into(),
             reason: verdict.reason.as_str().to_owned(),
-            caller_e164: caller.number().map(ToString::to_string).unwrap_or_default(),
+            caller_e164: number.map(ToString::to_string).unwrap_or_default(),
             rule_id: rule.map(|r| r.id.to_string()).unwrap_or_default(),
-            recent_flags: 0,
+            recent_flags,
             rule_pattern: rule.map(|r| r.pattern.to_string()).unwrap_or_default(),
             rule_scope: rule.map(|r| convert::scope_to_wire(&r.scope)),
             line: line.to_string(),
+            operator_cooling_down: cooldown_until.is_some(),
+            operator_cooldown_until: cooldown_until.map(convert::timestamp),
         })
+    }
+
+    async fn call_event(&self, req: pb::ReportCallEventRequest) -> Result<(), ApiError> {
+        convert::identifier("call_id", &req.call_id)?;
+        let now = self.clock.now();
+        let not_live = || {
+            ApiError::NotFound(format!(
+                "call {:?} is not live (never checked, or expired)",
+                req.call_id
+            ))
+        };
+        match pb::CallEventKind::try_from(req.kind) {
+            Ok(pb::CallEventKind::Answered) => {
+                let operator = OperatorId::parse(&req.operator_id)
+                    .map_err(|e| ApiError::invalid("operator_id", e))?;
+                let call = self
+                    .live
+                    .answered(&req.call_id, operator.as_str(), now)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(not_live)?;
+                self.incidents.record_answered(&call).await?;
+            }
+            Ok(pb::CallEventKind::Ended) => {
+                self.live
+                    .ended(&req.call_id, now)
+                    .await
+                    .map_err(ApiError::from)?
+                    .ok_or_else(not_live)?;
+                self.incidents.record_ended(&req.call_id, now).await?;
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "kind",
+                    format!("{} is not ANSWERED or ENDED", req.kind),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends `command` on a switch stream, counting the delivery. False once the switch is gone.
+async fn deliver(
+    live: &LiveState,
+    out: &mpsc::Sender<Result<pb::CallCommand, Status>>,
+    command: &Command,
+) -> bool {
+    let redelivery = match live.delivered(&command.switch_id, &command.id).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not count a command delivery");
+            0
+        }
+    };
+    if redelivery > 0 {
+        metrics::counter!("callwarden_commands_redelivered_total").increment(1);
+    }
+    out.send(Ok(command_to_wire(command, redelivery)))
+        .await
+        .is_ok()
+}
+
+/// Sends every pending command of the switch not yet sent on this stream.
+async fn send_pending(
+    live: &LiveState,
+    switch_id: &str,
+    seen: &mut HashSet<String>,
+    out: &mpsc::Sender<Result<pb::CallCommand, Status>>,
+) -> bool {
+    match live.pending(switch_id).await {
+        Ok(pending) => {
+            for command in pending {
+                if seen.insert(command.id.clone()) && !deliver(live, out, &command).await {
+                    return false;
+                }
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, switch_id, "could not read pending commands");
+            let _ = out
+                .send(Err(Status::unavailable(
+                    "pending commands unavailable; reconnect",
+                )))
+                .await;
+            false
+        }
     }
 }
 
@@ -80,5 +247,114 @@ impl screening_server::Screening for ScreeningService {
         let result = self.check(request.into_inner()).await;
         metrics::histogram!("callwarden_check_duration_seconds").record(started.elapsed());
         Ok(Response::new(result?))
+    }
+
+    async fn report_call_event(
+        &self,
+        request: Request<pb::ReportCallEventRequest>,
+    ) -> Result<Response<pb::ReportCallEventResponse>, Status> {
+        self.call_event(request.into_inner()).await?;
+        Ok(Response::new(pb::ReportCallEventResponse {}))
+    }
+
+    type WatchCommandsStream = ReceiverStream<Result<pb::CallCommand, Status>>;
+
+    async fn watch_commands(
+        &self,
+        request: Request<pb::WatchCommandsRequest>,
+    ) -> Result<Response<Self::WatchCommandsStream>, Status> {
+        let switch_id = request.into_inner().switch_id;
+        convert::identifier("switch_id", &switch_id)?;
+        // Join the hub before reading the pending list, so nothing issued in between is missed
+        // (a command seen both ways is sent once).
+        let (registration, mut events) = self.hub.register(&switch_id);
+        let (out, rx) = mpsc::channel(64);
+        let live = self.live.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let _registration = registration;
+            let mut seen = HashSet::new();
+            if !send_pending(&live, &switch_id, &mut seen, &out).await {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    () = out.closed() => return,
+                    () = shutdown.cancelled() => {
+                        let _ = out.send(Err(Status::unavailable("server shutting down; reconnect"))).await;
+                        return;
+                    }
+                    event = events.recv() => match event {
+                        Some(HubEvent::Command(command)) => {
+                            if seen.insert(command.id.clone()) && !deliver(&live, &out, &command).await {
+                                return;
+                            }
+                        }
+                        Some(HubEvent::Resync) => {
+                            if !send_pending(&live, &switch_id, &mut seen, &out).await {
+                                return;
+                            }
+                        }
+                        None => return,
+                    },
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn ack_command(
+        &self,
+        request: Request<pb::AckCommandRequest>,
+    ) -> Result<Response<pb::AckCommandResponse>, Status> {
+        let req = request.into_inner();
+        convert::identifier("switch_id", &req.switch_id)?;
+        convert::identifier("command_id", &req.command_id)?;
+        let command = self
+            .live
+            .ack(&req.switch_id, &req.command_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "command {:?} is not pending for switch {:?}",
+                    req.command_id, req.switch_id
+                ))
+            })?;
+        metrics::counter!("callwarden_commands_acked_total", "kind" => command.kind.as_str())
+            .increment(1);
+        if command.kind == CommandKind::Terminate {
+            self.incidents
+                .terminate_acknowledged(&command, self.clock.now())
+                .await
+                .map_err(ApiError::from)?;
+        }
+        Ok(Response::new(pb::AckCommandResponse {}))
+    }
+
+    async fn check_active_call(
+        &self,
+        request: Request<pb::CheckActiveCallRequest>,
+    ) -> Result<Response<pb::CheckActiveCallResponse>, Status> {
+        let req = request.into_inner();
+        convert::identifier("call_id", &req.call_id)?;
+        convert::identifier("switch_id", &req.switch_id)?;
+        let call = self
+            .live
+            .call(&req.call_id)
+            .await
+            .map_err(ApiError::from)?
+            .filter(|c| c.switch_id == req.switch_id)
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("call {:?} is not live on this switch", req.call_id))
+            })?;
+        let (action, announcement) = match &call.terminate {
+            Some(t) => (pb::CallAction::Terminate, t.announcement.clone()),
+            None => (pb::CallAction::Continue, String::new()),
+        };
+        Ok(Response::new(pb::CheckActiveCallResponse {
+            action: action.into(),
+            announcement,
+        }))
     }
 }

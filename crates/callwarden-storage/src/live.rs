@@ -1,0 +1,409 @@
+//! Live state in Redis: calls in progress, commands waiting for their switches, operators'
+//! cooldowns and the recent incidents against each caller (read by CheckCall). Shared by every
+//! replica; pub/sub carries new commands to whichever replica holds the switch's stream.
+//!
+//! Keys (under the deployment's prefix): `call:{call}` (hash, TTL), `cmd:{switch}` (pending
+//! commands by id), `cmdn:{switch}` (deliveries by id), `cmds-pending` (a counter),
+//! `cool:{operator}` (cooldown end, TTL), `flags:{e164}` (recent incident times, TTL); channel
+//! `cmdch:{switch}`.
+
+use callwarden_domain::call::{Command, CommandKind, LiveCall};
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use redis::{AsyncCommands, aio::ConnectionManager};
+use std::{collections::HashMap, sync::Arc};
+
+#[derive(Clone)]
+pub struct LiveState {
+    conn: ConnectionManager,
+    client: redis::Client,
+    prefix: Arc<str>,
+    /// How long a call stays live without being ended (switches that never report ENDED).
+    call_ttl: Duration,
+}
+
+/// Whether [`LiveState::issue`] sent a new command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issued {
+    New(Command),
+    /// The call was already terminated: the first TERMINATE stands.
+    Existing(Command),
+    /// No such live call.
+    NoCall,
+}
+
+const ISSUE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+if ARGV[3] == '1' then
+  local existing = redis.call('HGET', KEYS[1], 'terminate')
+  if existing then return {2, existing} end
+  redis.call('HSET', KEYS[1], 'terminate', ARGV[2])
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('INCR', KEYS[3])
+redis.call('PUBLISH', ARGV[4], ARGV[2])
+return {1, ARGV[2]}
+";
+
+const ACK: &str = r"
+local c = redis.call('HGET', KEYS[1], ARGV[1])
+if not c then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('DECR', KEYS[3])
+return c
+";
+
+/// Drops the pending commands of one call (it ended: nothing left to terminate or warn).
+const DISCARD_CALL: &str = r"
+local all = redis.call('HGETALL', KEYS[1])
+local n = 0
+for i = 1, #all, 2 do
+  local ok, cmd = pcall(cjson.decode, all[i + 1])
+  if ok and cmd.call_id == ARGV[1] then
+    redis.call('HDEL', KEYS[1], all[i])
+    redis.call('HDEL', KEYS[2], all[i])
+    redis.call('DECR', KEYS[3])
+    n = n + 1
+  end
+end
+return n
+";
+
+const RECORD_FLAG: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local kept = {}
+local current = redis.call('GET', KEYS[1])
+if current then
+  for t in string.gmatch(current, '[^,]+') do
+    if tonumber(t) > now - window then table.insert(kept, t) end
+  end
+end
+table.insert(kept, ARGV[1])
+while #kept > 100 do table.remove(kept, 1) end
+redis.call('SET', KEYS[1], table.concat(kept, ','), 'PX', window)
+return #kept
+";
+
+impl LiveState {
+    pub fn new(
+        conn: ConnectionManager,
+        client: redis::Client,
+        prefix: &str,
+        call_ttl: Duration,
+    ) -> Self {
+        Self {
+            conn,
+            client,
+            prefix: prefix.into(),
+            call_ttl,
+        }
+    }
+
+    fn call_key(&self, call_id: &str) -> String {
+        format!("{}:call:{call_id}", self.prefix)
+    }
+    fn pending_key(&self, switch_id: &str) -> String {
+        format!("{}:cmd:{switch_id}", self.prefix)
+    }
+    fn deliveries_key(&self, switch_id: &str) -> String {
+        format!("{}:cmdn:{switch_id}", self.prefix)
+    }
+    fn pending_count_key(&self) -> String {
+        format!("{}:cmds-pending", self.prefix)
+    }
+    fn channel(&self, switch_id: &str) -> String {
+        format!("{}:cmdch:{switch_id}", self.prefix)
+    }
+    pub fn cooldown_key(&self, operator: &str) -> String {
+        format!("{}:cool:{operator}", self.prefix)
+    }
+    pub fn flags_key(&self, caller: &str) -> String {
+        format!("{}:flags:{caller}", self.prefix)
+    }
+
+    /// Adds the registration of a newly checked call to a pipeline (CheckCall sends it with
+    /// its lookup, in the same round trip).
+    pub fn register(&self, pipe: &mut redis::Pipeline, call: &LiveCall) {
+        let key = self.call_key(&call.call_id);
+        pipe.cmd("HSET")
+            .arg(&key)
+            .arg("switch")
+            .arg(&call.switch_id)
+            .arg("line")
+            .arg(&call.line)
+            .arg("caller")
+            .arg(call.caller.as_deref().unwrap_or(""))
+            .arg("checked_at")
+            .arg(call.checked_at.timestamp_millis())
+            .ignore()
+            .pexpire(&key, self.call_ttl.num_milliseconds())
+            .ignore();
+    }
+
+    pub async fn call(&self, call_id: &str) -> Result<Option<LiveCall>, redis::RedisError> {
+        let fields: HashMap<String, String> =
+            self.conn.clone().hgetall(self.call_key(call_id)).await?;
+        Ok(parse_call(call_id, &fields))
+    }
+
+    /// Records who answered. `None` if the call is not live.
+    pub async fn answered(
+        &self,
+        call_id: &str,
+        operator: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<LiveCall>, redis::RedisError> {
+        let key = self.call_key(call_id);
+        let fields: HashMap<String, String> = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end \
+             redis.call('HSET', KEYS[1], 'operator', ARGV[1], 'answered_at', ARGV[2]) \
+             return redis.call('HGETALL', KEYS[1])",
+        )
+        .key(&key)
+        .arg(operator)
+        .arg(at.timestamp_millis())
+        .invoke_async(&mut self.conn.clone())
+        .await?;
+        Ok(parse_call(call_id, &fields))
+    }
+
+    /// Records the end of a call and drops its pending commands. `None` if it is not live.
+    pub async fn ended(
+        &self,
+        call_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<LiveCall>, redis::RedisError> {
+        let key = self.call_key(call_id);
+        let fields: HashMap<String, String> = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1]) == 0 then return {} end \
+             redis.call('HSET', KEYS[1], 'ended_at', ARGV[1]) \
+             return redis.call('HGETALL', KEYS[1])",
+        )
+        .key(&key)
+        .arg(at.timestamp_millis())
+        .invoke_async(&mut self.conn.clone())
+        .await?;
+        let Some(call) = parse_call(call_id, &fields) else {
+            return Ok(None);
+        };
+        redis::Script::new(DISCARD_CALL)
+            .key(self.pending_key(&call.switch_id))
+            .key(self.deliveries_key(&call.switch_id))
+            .key(self.pending_count_key())
+            .arg(call_id)
+            .invoke_async::<i64>(&mut self.conn.clone())
+            .await?;
+        Ok(Some(call))
+    }
+
+    /// Queues a command for the call's switch and publishes it to the replica holding the
+    /// switch's stream, atomically. A TERMINATE is issued once per call.
+    pub async fn issue(
+        &self,
+        call: &LiveCall,
+        command: Command,
+    ) -> Result<Issued, redis::RedisError> {
+        let once = command.kind == CommandKind::Terminate;
+        let (code, payload): (i64, String) = redis::Script::new(ISSUE)
+            .key(self.call_key(&call.call_id))
+            .key(self.pending_key(&call.switch_id))
+            .key(self.pending_count_key())
+            .arg(&command.id)
+            .arg(encode_command(&command))
+            .arg(if once { "1" } else { "0" })
+            .arg(self.channel(&call.switch_id))
+            .arg(self.call_ttl.num_milliseconds())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match code {
+            1 => Issued::New(command),
+            2 => decode_command(&payload).map_or(Issued::NoCall, Issued::Existing),
+            _ => Issued::NoCall,
+        })
+    }
+
+    /// Commands not yet acknowledged by `switch_id`, oldest first, with how often each was sent.
+    pub async fn pending(&self, switch_id: &str) -> Result<Vec<Command>, redis::RedisError> {
+        let all: HashMap<String, String> = self
+            .conn
+            .clone()
+            .hgetall(self.pending_key(switch_id))
+            .await?;
+        let mut commands: Vec<Command> = all.values().filter_map(|v| decode_command(v)).collect();
+        commands.sort_by(|a, b| (a.issued_at, &a.id).cmp(&(b.issued_at, &b.id)));
+        Ok(commands)
+    }
+
+    /// Counts a delivery; returns how many times the command was sent before this one.
+    pub async fn delivered(
+        &self,
+        switch_id: &str,
+        command_id: &str,
+    ) -> Result<u32, redis::RedisError> {
+        let key = self.deliveries_key(switch_id);
+        let mut pipe = redis::pipe();
+        pipe.hincr(&key, command_id, 1)
+            .pexpire(&key, self.call_ttl.num_milliseconds())
+            .ignore();
+        let (n,): (u32,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(n.saturating_sub(1))
+    }
+
+    /// The switch carried out a command. Returns it, or `None` if it was not pending.
+    pub async fn ack(
+        &self,
+        switch_id: &str,
+        command_id: &str,
+    ) -> Result<Option<Command>, redis::RedisError> {
+        let payload: Option<String> = redis::Script::new(ACK)
+            .key(self.pending_key(switch_id))
+            .key(self.deliveries_key(switch_id))
+            .key(self.pending_count_key())
+            .arg(command_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(payload.as_deref().and_then(decode_command))
+    }
+
+    /// Commands pending across all switches.
+    pub async fn pending_count(&self) -> Result<i64, redis::RedisError> {
+        let n: Option<i64> = self.conn.clone().get(self.pending_count_key()).await?;
+        Ok(n.unwrap_or(0).max(0))
+    }
+
+    pub async fn set_cooldown(
+        &self,
+        operator: &str,
+        until: DateTime<Utc>,
+    ) -> Result<(), redis::RedisError> {
+        redis::cmd("SET")
+            .arg(self.cooldown_key(operator))
+            .arg(until.timestamp_millis())
+            .arg("PXAT")
+            .arg(until.timestamp_millis())
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    pub async fn cooldown(
+        &self,
+        operator: &str,
+    ) -> Result<Option<DateTime<Utc>>, redis::RedisError> {
+        let v: Option<String> = self.conn.clone().get(self.cooldown_key(operator)).await?;
+        Ok(v.as_deref().and_then(parse_millis))
+    }
+
+    fn flags_ready_key(&self) -> String {
+        format!("{}:meta:flags-ready", self.prefix)
+    }
+
+    /// Whether the recent-incident keys exist in this Redis (they are lost with it).
+    pub async fn flags_ready(&self) -> Result<bool, redis::RedisError> {
+        self.conn.clone().exists(self.flags_ready_key()).await
+    }
+
+    pub async fn mark_flags_ready(&self) -> Result<(), redis::RedisError> {
+        self.conn.clone().set(self.flags_ready_key(), "1").await
+    }
+
+    /// Remembers an incident against `caller` for `recent_flags`; returns how many are recent.
+    pub async fn record_flag(
+        &self,
+        caller: &str,
+        at: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<u32, redis::RedisError> {
+        redis::Script::new(RECORD_FLAG)
+            .key(self.flags_key(caller))
+            .arg(at.timestamp_millis())
+            .arg(window.num_milliseconds())
+            .invoke_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Writes a caller's recent incident times as a whole (index rebuilds).
+    pub async fn write_flags(
+        &self,
+        flags: &[(String, Vec<DateTime<Utc>>)],
+        window: Duration,
+    ) -> Result<(), redis::RedisError> {
+        let mut pipe = redis::pipe();
+        for (caller, times) in flags {
+            let Some(latest) = times.iter().max() else {
+                continue;
+            };
+            let value: Vec<String> = times
+                .iter()
+                .map(|t| t.timestamp_millis().to_string())
+                .collect();
+            pipe.cmd("SET")
+                .arg(self.flags_key(caller))
+                .arg(value.join(","))
+                .arg("PXAT")
+                .arg((*latest + window).timestamp_millis())
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
+    /// New commands for switches as any replica issues them, until the subscription is lost
+    /// (then subscribe again, and resend pending lists: what was published meanwhile is missed).
+    pub async fn subscribe_commands(
+        &self,
+    ) -> Result<impl futures::Stream<Item = Command> + Send + Unpin + 'static, redis::RedisError>
+    {
+        let pattern = format!("{}:cmdch:*", self.prefix);
+        let mut pubsub = self.client.get_async_pubsub().await?;
+        pubsub.psubscribe(pattern).await?;
+        Ok(pubsub.into_on_message().filter_map(|msg| {
+            let payload: Option<String> = msg.get_payload().ok();
+            futures::future::ready(payload.as_deref().and_then(decode_command))
+        }))
+    }
+}
+
+fn parse_millis(s: &str) -> Option<DateTime<Utc>> {
+    s.parse().ok().and_then(DateTime::from_timestamp_millis)
+}
+
+fn parse_call(call_id: &str, f: &HashMap<String, String>) -> Option<LiveCall> {
+    let get = |k: &str| f.get(k).filter(|v| !v.is_empty());
+    Some(LiveCall {
+        call_id: call_id.to_owned(),
+        switch_id: get("switch")?.clone(),
+        line: get("line")?.clone(),
+        caller: get("caller").cloned(),
+        checked_at: get("checked_at").and_then(|v| parse_millis(v))?,
+        operator: get("operator").cloned(),
+        answered_at: get("answered_at").and_then(|v| parse_millis(v)),
+        ended_at: get("ended_at").and_then(|v| parse_millis(v)),
+        terminate: get("terminate").and_then(|v| decode_command(v)),
+    })
+}
+
+pub(crate) fn encode_command(c: &Command) -> String {
+    serde_json::json!({
+        "id": c.id,
+        "call_id": c.call_id,
+        "switch_id": c.switch_id,
+        "kind": c.kind.as_str(),
+        "announcement": c.announcement,
+        "issued_at": c.issued_at.timestamp_millis(),
+    })
+    .to_string()
+}
+
+pub(crate) fn decode_command(s: &str) -> Option<Command> {
+    let v: serde_json::Value = serde_json::from_str(s).ok()?;
+    Some(Command {
+        id: v["id"].as_str()?.to_owned(),
+        call_id: v["call_id"].as_str()?.to_owned(),
+        switch_id: v["switch_id"].as_str()?.to_owned(),
+        kind: v["kind"].as_str()?.parse().ok()?,
+        announcement: v["announcement"].as_str()?.to_owned(),
+        issued_at: DateTime::from_timestamp_millis(v["issued_at"].as_i64()?)?,
+    })
+}
