@@ -855,3 +855,21 @@ async fn open_streams_do_not_hold_up_shutdown() {
         Some(Ok(c)) => panic!("unexpected command {c:?}"),
     }
 }
+
+#[tokio::test]
+async fn recent_incident_counts_come_back_after_redis_loses_them() {
+    let app = spawn_app().await;
+    let call = app.answered_call(CALLER, "sw-1", "op-1").await;
+    end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    assert_eq!(check_as(&app, CALLER, "").await.recent_flags, 1);
+    let keys = app.index_keys().await;
+    redis::cmd("DEL")
+        .arg(&keys)
+        .query_async::<()>(&mut app.redis.clone())
+        .await
+        .unwrap();
+    eventually("recent_flags restored from Postgres", || async {
+        check_as(&app, CALLER, "").await.recent_flags == 1
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use callwarden_proto::v1::{
     AddRuleRequest, CheckCallRequest, Decision, Effect, Scope, ScopeKind,
     block_list_client::BlockListClient, screening_client::ScreeningClient,
 };
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tonic::transport::{Channel, Endpoint};
@@ -21,8 +21,27 @@ const MAX_RULES: u64 = 10_000_000;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Imports a block list and load-tests CheckCall over gRPC"
+    about = "Load-tests Callwarden over gRPC: CheckCall throughput (the default) or button-to-command latency",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// With no mode given: the options of `checks`.
+    #[command(flatten)]
+    checks: Args,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Import a block list and load-test CheckCall (the default when no mode is given).
+    Checks(Args),
+    /// Measure button-to-command latency: from sending Console.EndAndFlag to the TERMINATE
+    /// arriving on the switch's WatchCommands stream, under background CheckCall load.
+    Button(ButtonArgs),
+}
+
+#[derive(clap::Args, Debug)]
 struct Args {
     /// Server address.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
@@ -247,7 +266,7 @@ async fn import(channel: Channel, set: RuleSet, line: String) -> Result<()> {
     Ok(())
 }
 
-async fn run(args: Args) -> Result<bool> {
+async fn run_checks(args: Args) -> Result<bool> {
     ensure!(
         args.rules <= MAX_RULES,
         "--rules must be at most {MAX_RULES}"
@@ -346,7 +365,13 @@ async fn run(args: Args) -> Result<bool> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    let cli = Cli::parse();
+    let result = match cli.mode {
+        None => run_checks(cli.checks).await,
+        Some(Mode::Checks(args)) => run_checks(args).await,
+        Some(Mode::Button(args)) => run_button(args).await,
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

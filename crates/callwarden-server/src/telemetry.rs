@@ -16,8 +16,8 @@ pub fn init_tracing(config: &Config) {
     }
 }
 
-/// Latency buckets (seconds) for the check histogram: a check is meant to take about a
-/// millisecond, and a switch gives up after tens.
+/// Latency buckets (seconds) for the check and button histograms: each is meant to take about
+/// a millisecond, and a switch (or an operator) is failed after tens.
 const CHECK_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
 ];
@@ -33,6 +33,12 @@ pub fn metrics_handle() -> PrometheusHandle {
                     Matcher::Full("callwarden_check_duration_seconds".into()),
                     CHECK_BUCKETS,
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("callwarden_button_to_command_seconds".into()),
+                        CHECK_BUCKETS,
+                    )
+                })
                 .expect("buckets are non-empty")
                 .build_recorder();
             let handle = recorder.handle();
@@ -67,4 +73,29 @@ fn describe() {
         "Rebuilds of the Redis index from Postgres"
     );
     describe_gauge!("callwarden_rules", "Active rules by effect");
+    describe_histogram!(
+        "callwarden_button_to_command_seconds",
+        Unit::Seconds,
+        "EndAndFlag received until its TERMINATE is queued and published to the switch"
+    );
+    describe_counter!(
+        "callwarden_incidents_total",
+        "Incidents recorded, by category and severity"
+    );
+    describe_gauge!(
+        "callwarden_commands_pending",
+        "Commands issued to switches and not acknowledged yet (all replicas)"
+    );
+    describe_counter!(
+        "callwarden_commands_redelivered_total",
+        "Commands sent again to a switch that had not acknowledged them"
+    );
+    describe_counter!(
+        "callwarden_commands_acked_total",
+        "Commands acknowledged by switches, by kind"
+    );
+    describe_gauge!(
+        "callwarden_command_streams_open",
+        "Switch command streams open on this replica"
+    );
 }

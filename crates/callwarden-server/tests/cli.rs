@@ -71,7 +71,7 @@ fn an_unreachable_redis_exits_69_with_one_clear_line() {
 }
 
 #[test]
-fn migrate_creates_the_database_and_sigterm_stops_serve() {
+fn migrate_creates_the_database_verify_reads_it_and_sigterm_stops_serve() {
     let db = format!("cw_cli_{}", uuid::Uuid::new_v4().simple());
     let url = format!("postgres://postgres@127.0.0.1:5432/{db}");
     let prefix = format!("cwcli:{db}");
@@ -84,6 +84,18 @@ fn migrate_creates_the_database_and_sigterm_stops_serve() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = callwarden(&["verify"], &env).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("ok: 0 incidents, 0 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 
     let http = free_port();
