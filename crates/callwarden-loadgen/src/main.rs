@@ -1,18 +1,30 @@
 //! `callwarden-loadgen`: imports a large, deterministic block list through `BlockList.ImportRules`,
 //! then drives `Screening.CheckCall` from many concurrent tasks over real gRPC and reports
 //! throughput, latency percentiles and whether the reject ratio matches the callers it sent.
+//!
+//! `callwarden-loadgen button` measures button-to-command latency instead: many switches hold
+//! `Screening.WatchCommands` streams while calls are checked, answered and ended with
+//! `Console.EndAndFlag`; it times each press until its TERMINATE reaches the switch, under
+//! background `CheckCall` load.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use callwarden_proto::v1::{
-    AddRuleRequest, CheckCallRequest, Decision, Effect, Scope, ScopeKind,
-    block_list_client::BlockListClient, screening_client::ScreeningClient,
+    AckCommandRequest, AddRuleRequest, BlockChoice, CallCommand, CallEventKind, Category,
+    CheckCallRequest, CommandKind, Decision, Effect, EndAndFlagRequest, ReportCallEventRequest,
+    Scope, ScopeKind, Severity, WatchCommandsRequest, block_list_client::BlockListClient,
+    console_client::ConsoleClient, screening_client::ScreeningClient,
 };
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
+use tokio::sync::watch;
+use tonic::Streaming;
 use tonic::transport::{Channel, Endpoint};
 
 /// Exact rules take 7-digit suffixes from a permutation of 0..10^7, so at most this many rules.
@@ -294,16 +306,13 @@ async fn run_checks(args: Args) -> Result<bool> {
         "load: concurrency {} over {} connections, {} s after {} s warm-up",
         args.concurrency, args.connections, args.duration, args.warmup
     );
-    let run = format!(
-        "{:x}",
-        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
-    );
+    let run = run_id()?;
     let measure_from = Instant::now() + Duration::from_secs(args.warmup);
     let window = (
         measure_from,
         measure_from + Duration::from_secs(args.duration),
     );
-    let args = std::sync::Arc::new(args);
+    let args = Arc::new(args);
     let tasks: Vec<_> = (0..args.concurrency)
         .map(|task| {
             let client = ScreeningClient::new(channels[task % channels.len()].clone());
@@ -363,6 +372,522 @@ async fn run_checks(args: Args) -> Result<bool> {
     Ok(true)
 }
 
+#[derive(clap::Args, Debug)]
+struct ButtonArgs {
+    /// Server address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Switch streams (Screening.WatchCommands), one per simulated switch.
+    #[arg(long, default_value_t = 1000)]
+    streams: usize,
+    /// HTTP/2 connections carrying the switch streams; raised so that none carries more than
+    /// --streams-per-connection.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// At most this many switch streams share one HTTP/2 connection (servers commonly allow
+    /// 100 to 250 concurrent streams per connection).
+    #[arg(long, default_value_t = 200)]
+    streams_per_connection: usize,
+    /// HTTP/2 connections for the unary calls (CheckCall, ReportCallEvent, EndAndFlag,
+    /// AckCommand), separate from the streams'.
+    #[arg(long, default_value_t = 4)]
+    rpc_connections: usize,
+    /// Button presses (EndAndFlag on a freshly answered call).
+    #[arg(long, default_value_t = 2000)]
+    presses: u64,
+    /// Presses in flight.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Background CheckCall requests in flight during the presses (0 = none).
+    #[arg(long, default_value_t = 32)]
+    background: usize,
+    /// Seconds of background load before the first press, not measured.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Seconds to wait, after the last press, for TERMINATEs still missing.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Service line of every call.
+    #[arg(long, default_value = "+48221002030")]
+    line: String,
+}
+
+/// A run id unique enough that repeated runs' calls and switches do not collide.
+fn run_id() -> Result<String> {
+    Ok(format!(
+        "{:x}",
+        SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis()
+    ))
+}
+
+/// HTTP/2 connections needed for `streams` streams: at least `connections`, and enough that
+/// none carries more than `per_connection`.
+fn stream_connections(streams: usize, connections: usize, per_connection: usize) -> usize {
+    connections
+        .max(streams.div_ceil(per_connection.max(1)))
+        .max(1)
+}
+
+/// A random (version 4) UUID in its text form, from two random words.
+fn uuid_like(a: u64, b: u64) -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds")
+}
+
+fn micros(d: Duration) -> u64 {
+    d.as_micros().try_into().unwrap_or(u64::MAX)
+}
+
+/// "p50 1.20 p90 2.00 p99 4.00 max 9.00" in milliseconds, from a histogram of microseconds.
+fn percentiles(hist: &Histogram<u64>) -> String {
+    let ms = |v: u64| v as f64 / 1000.0;
+    format!(
+        "p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+        ms(hist.value_at_quantile(0.5)),
+        ms(hist.value_at_quantile(0.9)),
+        ms(hist.value_at_quantile(0.99)),
+        ms(hist.max())
+    )
+}
+
+/// What the switch streams saw.
+#[derive(Default, Clone)]
+struct Progress {
+    /// TERMINATEs of pressed calls (each counted once).
+    received: u64,
+    /// Commands for calls not awaited (a repeat, or not a TERMINATE).
+    unexpected: u64,
+    acked: u64,
+    ack_errors: u64,
+    /// Streams that ended or failed during the run.
+    stream_errors: u64,
+}
+
+/// Shared by the presses and the switch streams.
+struct Button {
+    /// When each pressed call's EndAndFlag was sent; removed when its TERMINATE arrives.
+    sent: Mutex<HashMap<String, Instant>>,
+    /// Button-to-command latency, microseconds.
+    latency: Mutex<Histogram<u64>>,
+    progress: watch::Sender<Progress>,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Button {
+    fn error(&self, what: impl FnOnce() -> String) {
+        self.first_error
+            .lock()
+            .expect("error lock")
+            .get_or_insert_with(what);
+    }
+}
+
+/// Reads one switch's stream: measures each awaited TERMINATE, then acknowledges it off the
+/// measured path.
+async fn switch_stream(
+    mut stream: Streaming<CallCommand>,
+    switch_id: String,
+    acker: ScreeningClient<Channel>,
+    shared: Arc<Button>,
+) {
+    loop {
+        let command = match stream.message().await {
+            Ok(Some(command)) => command,
+            Ok(None) => {
+                shared.progress.send_modify(|p| p.stream_errors += 1);
+                shared.error(|| format!("stream of {switch_id} ended"));
+                return;
+            }
+            Err(status) => {
+                shared.progress.send_modify(|p| p.stream_errors += 1);
+                shared.error(|| format!("stream of {switch_id}: {status}"));
+                return;
+            }
+        };
+        let arrived = Instant::now();
+        let awaited = command.kind() == CommandKind::Terminate;
+        let sent = awaited
+            .then(|| {
+                shared
+                    .sent
+                    .lock()
+                    .expect("sent lock")
+                    .remove(&command.call_id)
+            })
+            .flatten();
+        if let Some(sent) = sent {
+            shared
+                .latency
+                .lock()
+                .expect("latency lock")
+                .saturating_record(micros(arrived - sent));
+        }
+        shared.progress.send_modify(|p| {
+            if sent.is_some() {
+                p.received += 1;
+            } else {
+                p.unexpected += 1;
+            }
+        });
+        let (mut acker, shared) = (acker.clone(), shared.clone());
+        let request = AckCommandRequest {
+            switch_id: switch_id.clone(),
+            command_id: command.command_id,
+        };
+        tokio::spawn(async move {
+            let result = acker.ack_command(request).await;
+            shared.progress.send_modify(|p| match &result {
+                Ok(_) => p.acked += 1,
+                Err(_) => p.ack_errors += 1,
+            });
+            if let Err(status) = result {
+                shared.error(|| format!("AckCommand: {status}"));
+            }
+        });
+    }
+}
+
+struct Presses {
+    args: Arc<ButtonArgs>,
+    run: String,
+    switches: Vec<String>,
+    next: AtomicU64,
+    shared: Arc<Button>,
+}
+
+/// One press: a call is checked, answered, and ended with EndAndFlag. Returns the EndAndFlag
+/// reply time.
+async fn press(
+    ctx: &Presses,
+    (screening, console): (&mut ScreeningClient<Channel>, &mut ConsoleClient<Channel>),
+    k: u64,
+    rng: &mut Rng,
+) -> Result<Duration, String> {
+    let call_id = format!("lg-{}-call-{k}", ctx.run);
+    let operator_id = format!("lg-op-{}-{k}", ctx.run);
+    let switch_id = ctx.switches[(k % ctx.switches.len() as u64) as usize].clone();
+    screening
+        .check_call(CheckCallRequest {
+            call_id: call_id.clone(),
+            caller: format!("+48{}", 690_000_000 + rng.below(MAX_RULES)),
+            line: ctx.args.line.clone(),
+            switch_id,
+            operator_id: String::new(),
+        })
+        .await
+        .map_err(|s| format!("CheckCall: {s}"))?;
+    screening
+        .report_call_event(ReportCallEventRequest {
+            call_id: call_id.clone(),
+            kind: CallEventKind::Answered as i32,
+            operator_id: operator_id.clone(),
+        })
+        .await
+        .map_err(|s| format!("ReportCallEvent: {s}"))?;
+    let request = EndAndFlagRequest {
+        call_id: call_id.clone(),
+        operator_id,
+        category: Category::AbusiveLanguage as i32,
+        severity: Severity::Low as i32,
+        note: "loadgen".into(),
+        block: BlockChoice::None as i32,
+        anonymous: false,
+        request_id: uuid_like(rng.next(), rng.next()),
+        debrief: false,
+    };
+    let started = Instant::now();
+    ctx.shared
+        .sent
+        .lock()
+        .expect("sent lock")
+        .insert(call_id.clone(), started);
+    let result = console.end_and_flag(request).await;
+    let elapsed = started.elapsed();
+    let error = match result {
+        Ok(reply) if reply.get_ref().terminate_sent => return Ok(elapsed),
+        Ok(_) => "EndAndFlag: terminate_sent is false".to_owned(),
+        Err(status) => format!("EndAndFlag: {status}"),
+    };
+    ctx.shared.sent.lock().expect("sent lock").remove(&call_id);
+    Err(error)
+}
+
+#[derive(Default)]
+struct PressStats {
+    ok: u64,
+    errors: u64,
+}
+
+async fn presser(
+    ctx: Arc<Presses>,
+    channel: Channel,
+    worker: usize,
+    seed: u64,
+) -> (PressStats, Histogram<u64>) {
+    let mut clients = (
+        ScreeningClient::new(channel.clone()),
+        ConsoleClient::new(channel),
+    );
+    let mut rng = Rng(seed ^ (worker as u64 + 1).wrapping_mul(0xA24B_AED4_963E_E407));
+    let mut hist = new_histogram();
+    let mut stats = PressStats::default();
+    loop {
+        let k = ctx.next.fetch_add(1, Ordering::Relaxed);
+        if k >= ctx.args.presses {
+            break;
+        }
+        match press(&ctx, (&mut clients.0, &mut clients.1), k, &mut rng).await {
+            Ok(reply) => {
+                stats.ok += 1;
+                hist.saturating_record(micros(reply));
+            }
+            Err(error) => {
+                stats.errors += 1;
+                ctx.shared.error(|| error);
+            }
+        }
+    }
+    (stats, hist)
+}
+
+/// Background CheckCall load until `stop`; counts the checks started after `measure_from`
+/// and answered before `stop`.
+async fn background(
+    mut client: ScreeningClient<Channel>,
+    line: String,
+    (run, task, seed): (String, usize, u64),
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> (Stats, Histogram<u64>) {
+    let mut hist = new_histogram();
+    let mut stats = Stats::default();
+    let mut rng = Rng(seed ^ (task as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93));
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        seq += 1;
+        let request = CheckCallRequest {
+            call_id: format!("lg-{run}-bg-{task}-{seq}"),
+            caller: format_caller(690_000_000 + rng.below(MAX_RULES), rng.next()),
+            line: line.clone(),
+            switch_id: format!("lg-bg-{run}"),
+            operator_id: String::new(),
+        };
+        let started = Instant::now();
+        let result = client.check_call(request).await;
+        if started < measure_from || stop.load(Ordering::Relaxed) {
+            continue;
+        }
+        match result {
+            Ok(_) => {
+                stats.checks += 1;
+                hist.saturating_record(micros(started.elapsed()));
+            }
+            Err(status) => {
+                stats.errors += 1;
+                stats.first_error.get_or_insert_with(|| status.to_string());
+            }
+        }
+    }
+    (stats, hist)
+}
+
+async fn run_button(args: ButtonArgs) -> Result<bool> {
+    ensure!(args.streams > 0, "--streams must be positive");
+    ensure!(
+        args.concurrency > 0 && args.connections > 0 && args.rpc_connections > 0,
+        "--concurrency, --connections and --rpc-connections must be positive"
+    );
+    ensure!(
+        args.streams_per_connection > 0,
+        "--streams-per-connection must be positive"
+    );
+    let run = run_id()?;
+    let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+    let stream_conns = stream_connections(
+        args.streams,
+        args.connections,
+        args.streams_per_connection,
+    );
+    let mut stream_channels = Vec::with_capacity(stream_conns);
+    for _ in 0..stream_conns {
+        stream_channels.push(connect(&args.addr).await?);
+    }
+    let mut rpc_channels = Vec::with_capacity(args.rpc_connections);
+    for _ in 0..args.rpc_connections {
+        rpc_channels.push(connect(&args.addr).await?);
+    }
+    println!(
+        "button: {} streams over {} connections, {} presses at {} in flight, background CheckCall {} in flight",
+        args.streams, stream_conns, args.presses, args.concurrency, args.background
+    );
+
+    // 1. The switches' streams, each open (registered on the server) before any press.
+    let (progress, mut progress_rx) = watch::channel(Progress::default());
+    let shared = Arc::new(Button {
+        sent: Mutex::new(HashMap::new()),
+        latency: Mutex::new(new_histogram()),
+        progress,
+        first_error: Mutex::new(None),
+    });
+    let switches: Vec<String> = (0..args.streams)
+        .map(|i| format!("lg-sw-{run}-{i}"))
+        .collect();
+    let mut readers = Vec::with_capacity(args.streams);
+    for (i, switch_id) in switches.iter().enumerate() {
+        let mut client = ScreeningClient::new(stream_channels[i % stream_conns].clone());
+        let stream = client
+            .watch_commands(WatchCommandsRequest {
+                switch_id: switch_id.clone(),
+            })
+            .await
+            .with_context(|| format!("WatchCommands for {switch_id} failed"))?
+            .into_inner();
+        let acker = ScreeningClient::new(rpc_channels[i % rpc_channels.len()].clone());
+        readers.push(tokio::spawn(switch_stream(
+            stream,
+            switch_id.clone(),
+            acker,
+            shared.clone(),
+        )));
+    }
+
+    // 2. Background load, measured from the first press.
+    let stop = Arc::new(AtomicBool::new(false));
+    let measure_from = Instant::now() + Duration::from_secs(args.warmup);
+    let loaders: Vec<_> = (0..args.background)
+        .map(|task| {
+            let client = ScreeningClient::new(rpc_channels[task % rpc_channels.len()].clone());
+            tokio::spawn(background(
+                client,
+                args.line.clone(),
+                (run.clone(), task, seed),
+                measure_from,
+                stop.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep_until(measure_from.into()).await;
+
+    // 3. The presses.
+    let args = Arc::new(args);
+    let ctx = Arc::new(Presses {
+        args: args.clone(),
+        run: run.clone(),
+        switches,
+        next: AtomicU64::new(0),
+        shared: shared.clone(),
+    });
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.concurrency)
+        .map(|worker| {
+            let channel = rpc_channels[(args.background + worker) % rpc_channels.len()].clone();
+            tokio::spawn(presser(ctx.clone(), channel, worker, seed))
+        })
+        .collect();
+    let mut pressed = PressStats::default();
+    let mut replies = new_histogram();
+    for worker in workers {
+        let (stats, hist) = worker.await?;
+        pressed.ok += stats.ok;
+        pressed.errors += stats.errors;
+        replies.add(hist)?;
+    }
+    let pressing = started.elapsed();
+
+    // 4. Every TERMINATE, or the timeout.
+    let expected = pressed.ok;
+    let all_in = tokio::time::timeout(
+        Duration::from_secs(args.timeout),
+        progress_rx.wait_for(|p| p.received >= expected),
+    )
+    .await;
+    let measured = measure_from.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if all_in.is_err() {
+        shared.error(|| format!("timed out after {} s waiting for TERMINATEs", args.timeout));
+    }
+    let mut bg = Stats::default();
+    let mut bg_hist = new_histogram();
+    for loader in loaders {
+        let (stats, hist) = loader.await?;
+        bg.checks += stats.checks;
+        bg.errors += stats.errors;
+        bg.first_error = bg.first_error.or(stats.first_error);
+        bg_hist.add(hist)?;
+    }
+    // The acks of what arrived.
+    let acks = tokio::time::timeout(
+        Duration::from_secs(10),
+        progress_rx.wait_for(|p| p.acked + p.ack_errors >= p.received + p.unexpected),
+    )
+    .await;
+    if acks.is_err() {
+        shared.error(|| "timed out waiting for AckCommand replies".to_owned());
+    }
+    for reader in &readers {
+        reader.abort();
+    }
+    let progress = shared.progress.borrow().clone();
+    let latency = shared.latency.lock().expect("latency lock").clone();
+
+    // 5. The report.
+    println!(
+        "presses: {} in {:.1} s ({:.0}/s), errors {}; acks {}, errors {}",
+        pressed.ok,
+        pressing.as_secs_f64(),
+        pressed.ok as f64 / pressing.as_secs_f64(),
+        pressed.errors,
+        progress.acked,
+        progress.ack_errors
+    );
+    println!(
+        "button-to-command ms: {} ({} of {} received)",
+        percentiles(&latency),
+        progress.received,
+        args.presses
+    );
+    println!("EndAndFlag reply ms: {}", percentiles(&replies));
+    println!(
+        "background checks: {} ({:.0}/s), errors {}",
+        bg.checks,
+        bg.checks as f64 / measured.as_secs_f64(),
+        bg.errors
+    );
+    if bg.checks > 0 {
+        println!("background CheckCall ms: {}", percentiles(&bg_hist));
+    }
+    let missing = args.presses - progress.received;
+    let errors = pressed.errors
+        + progress.ack_errors
+        + progress.stream_errors
+        + bg.errors
+        + acks.is_err() as u64;
+    if progress.unexpected > 0 {
+        println!("unexpected commands: {}", progress.unexpected);
+    }
+    if let Some(error) = shared.first_error.lock().expect("error lock").take() {
+        println!("first error: {error}");
+    }
+    if let Some(error) = &bg.first_error {
+        println!("first background error: {error}");
+    }
+    if missing > 0 || errors > 0 {
+        println!("FAILED: {missing} TERMINATEs missing, {errors} errors");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -417,6 +942,81 @@ mod tests {
                 assert_eq!(rule.effect, Effect::Block as i32);
             }
         }
+    }
+
+    #[test]
+    fn stream_connections_respect_the_per_connection_limit() {
+        assert_eq!(stream_connections(1000, 4, 200), 5);
+        assert_eq!(stream_connections(1000, 8, 200), 8);
+        assert_eq!(stream_connections(800, 4, 200), 4);
+        assert_eq!(stream_connections(801, 4, 200), 5);
+        assert_eq!(stream_connections(10, 1, 200), 1);
+        assert_eq!(stream_connections(0, 0, 0), 1);
+    }
+
+    #[test]
+    fn uuid_like_is_a_version_4_uuid() {
+        for (a, b) in [(0, 0), (u64::MAX, u64::MAX), (0x0123_4567_89ab_cdef, 42)] {
+            let id = uuid_like(a, b);
+            assert_eq!(id.len(), 36, "{id}");
+            let groups: Vec<_> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()), "{id}");
+            assert_eq!(&id[14..15], "4", "{id}");
+            assert!("89ab".contains(&id[19..20]), "{id}");
+        }
+        assert_eq!(
+            uuid_like(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+            "01234567-89ab-4def-bedc-ba9876543210"
+        );
+        assert_ne!(uuid_like(1, 2), uuid_like(1, 3));
+    }
+
+    #[test]
+    fn percentiles_in_milliseconds() {
+        let mut hist = new_histogram();
+        for us in 1..=1000 {
+            hist.record(us * 2).unwrap();
+        }
+        assert_eq!(percentiles(&hist), "p50 1.00 p90 1.80 p99 1.98 max 2.00");
+        assert_eq!(micros(Duration::from_millis(3)), 3000);
+    }
+
+    #[test]
+    fn cli_keeps_checks_as_the_default_mode() {
+        let cli = Cli::try_parse_from([
+            "callwarden-loadgen",
+            "--rules",
+            "1000000",
+            "--concurrency",
+            "64",
+            "--duration",
+            "30",
+        ])
+        .unwrap();
+        assert!(cli.mode.is_none());
+        assert_eq!(
+            (cli.checks.rules, cli.checks.concurrency, cli.checks.duration),
+            (1_000_000, 64, 30)
+        );
+        let cli = Cli::try_parse_from(["callwarden-loadgen", "checks", "--rules", "0"]).unwrap();
+        assert!(matches!(cli.mode, Some(Mode::Checks(Args { rules: 0, .. }))));
+        let cli = Cli::try_parse_from([
+            "callwarden-loadgen",
+            "button",
+            "--streams",
+            "10",
+            "--addr",
+            "http://127.0.0.1:1",
+        ])
+        .unwrap();
+        let Some(Mode::Button(button)) = cli.mode else {
+            panic!("not button mode");
+        };
+        assert_eq!(
+            (button.streams, button.presses, button.concurrency, button.background),
+            (10, 2000, 8, 32)
+        );
     }
 
     #[test]
