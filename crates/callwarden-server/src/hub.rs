@@ -15,8 +15,7 @@ use std::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// Buffer per stream; a switch that falls this far behind still gets everything from its
-/// pending list on the next resync or reconnect.
+/// Buffer per stream, before deliveries to a slow switch queue up in tasks of their own.
 const STREAM_BUFFER: usize = 256;
 
 #[derive(Debug, Clone)]
@@ -55,6 +54,17 @@ impl Drop for Registration {
     }
 }
 
+/// Hands an event to a stream without blocking the router. A slow switch must still get its
+/// TERMINATE, so a full buffer waits for room in a task of its own.
+fn offer(tx: &mpsc::Sender<HubEvent>, event: HubEvent) {
+    if let Err(mpsc::error::TrySendError::Full(event)) = tx.try_send(event) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(event).await;
+        });
+    }
+}
+
 impl CommandHub {
     pub fn register(self: &Arc<Self>, switch_id: &str) -> (Registration, mpsc::Receiver<HubEvent>) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
@@ -77,16 +87,14 @@ impl CommandHub {
     fn dispatch(&self, command: Command) {
         let streams = self.streams.lock().expect("hub lock");
         for (_, tx) in streams.get(&command.switch_id).into_iter().flatten() {
-            if tx.try_send(HubEvent::Command(command.clone())).is_err() {
-                tracing::warn!(switch_id = %command.switch_id, "switch stream is full; it gets the command on resync");
-            }
+            offer(tx, HubEvent::Command(command.clone()));
         }
     }
 
     fn resync_all(&self) {
         let streams = self.streams.lock().expect("hub lock");
         for (_, tx) in streams.values().flatten() {
-            let _ = tx.try_send(HubEvent::Resync);
+            offer(tx, HubEvent::Resync);
         }
     }
 
