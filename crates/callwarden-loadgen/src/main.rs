@@ -713,11 +713,8 @@ async fn run_button(args: ButtonArgs) -> Result<bool> {
     );
     let run = run_id()?;
     let seed = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
-    let stream_conns = stream_connections(
-        args.streams,
-        args.connections,
-        args.streams_per_connection,
-    );
+    let stream_conns =
+        stream_connections(args.streams, args.connections, args.streams_per_connection);
     let mut stream_channels = Vec::with_capacity(stream_conns);
     for _ in 0..stream_conns {
         stream_channels.push(connect(&args.addr).await?);
@@ -810,10 +807,11 @@ async fn run_button(args: ButtonArgs) -> Result<bool> {
         Duration::from_secs(args.timeout),
         progress_rx.wait_for(|p| p.received >= expected),
     )
-    .await;
+    .await
+    .is_ok_and(|r| r.is_ok());
     let measured = measure_from.elapsed();
     stop.store(true, Ordering::Relaxed);
-    if all_in.is_err() {
+    if !all_in {
         shared.error(|| format!("timed out after {} s waiting for TERMINATEs", args.timeout));
     }
     let mut bg = Stats::default();
@@ -830,8 +828,9 @@ async fn run_button(args: ButtonArgs) -> Result<bool> {
         Duration::from_secs(10),
         progress_rx.wait_for(|p| p.acked + p.ack_errors >= p.received + p.unexpected),
     )
-    .await;
-    if acks.is_err() {
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if !acks {
         shared.error(|| "timed out waiting for AckCommand replies".to_owned());
     }
     for reader in &readers {
@@ -871,7 +870,7 @@ async fn run_button(args: ButtonArgs) -> Result<bool> {
         + progress.ack_errors
         + progress.stream_errors
         + bg.errors
-        + acks.is_err() as u64;
+        + u64::from(!acks);
     if progress.unexpected > 0 {
         println!("unexpected commands: {}", progress.unexpected);
     }
@@ -961,7 +960,10 @@ mod tests {
             assert_eq!(id.len(), 36, "{id}");
             let groups: Vec<_> = id.split('-').map(str::len).collect();
             assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
-            assert!(id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()), "{id}");
+            assert!(
+                id.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
             assert_eq!(&id[14..15], "4", "{id}");
             assert!("89ab".contains(&id[19..20]), "{id}");
         }
@@ -996,11 +998,18 @@ mod tests {
         .unwrap();
         assert!(cli.mode.is_none());
         assert_eq!(
-            (cli.checks.rules, cli.checks.concurrency, cli.checks.duration),
+            (
+                cli.checks.rules,
+                cli.checks.concurrency,
+                cli.checks.duration
+            ),
             (1_000_000, 64, 30)
         );
         let cli = Cli::try_parse_from(["callwarden-loadgen", "checks", "--rules", "0"]).unwrap();
-        assert!(matches!(cli.mode, Some(Mode::Checks(Args { rules: 0, .. }))));
+        assert!(matches!(
+            cli.mode,
+            Some(Mode::Checks(Args { rules: 0, .. }))
+        ));
         let cli = Cli::try_parse_from([
             "callwarden-loadgen",
             "button",
@@ -1014,7 +1023,12 @@ mod tests {
             panic!("not button mode");
         };
         assert_eq!(
-            (button.streams, button.presses, button.concurrency, button.background),
+            (
+                button.streams,
+                button.presses,
+                button.concurrency,
+                button.background
+            ),
             (10, 2000, 8, 32)
         );
     }

@@ -330,6 +330,9 @@ impl LiveState {
         flags: &[(String, Vec<DateTime<Utc>>)],
         window: Duration,
     ) -> Result<(), redis::RedisError> {
+        if flags.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         for (caller, times) in flags {
             let Some(latest) = times.iter().max() else {
