@@ -46,6 +46,23 @@ struct Report {
     debrief: bool,
 }
 
+/// The report fields of any of the three report requests (they share names and types).
+macro_rules! raw_report {
+    ($req:expr) => {
+        RawReport {
+            call_id: &$req.call_id,
+            operator_id: &$req.operator_id,
+            category: $req.category,
+            severity: $req.severity,
+            note: &$req.note,
+            block: $req.block,
+            anonymous: $req.anonymous,
+            request_id: &$req.request_id,
+            debrief: $req.debrief,
+        }
+    };
+}
+
 /// The fields every report RPC shares, as they arrive.
 struct RawReport<'a> {
     call_id: &'a str,
@@ -190,15 +207,24 @@ impl ConsoleService {
         Ok(call)
     }
 
-    /// An earlier request with the same id: its incident, if the same operator made it.
-    async fn replay(&self, report: &Report) -> Result<Option<Uuid>, ApiError> {
+    /// The live call the report is about, or, when it cannot be acted on, the incident an
+    /// earlier request with the same id made (a double click may arrive after the first click
+    /// ended the call). Another operator's request id is refused.
+    async fn call_or_replay(&self, report: &Report) -> Result<Result<LiveCall, Uuid>, ApiError> {
+        let refused = match self
+            .operators_live_call(&report.call_id, &report.operator)
+            .await
+        {
+            Ok(call) => return Ok(Ok(call)),
+            Err(e) => e,
+        };
         match self.incidents.by_request(&report.request_id).await? {
-            Some((id, reporter)) if reporter == report.operator.as_str() => Ok(Some(id)),
+            Some((id, reporter)) if reporter == report.operator.as_str() => Ok(Err(id)),
             Some(_) => Err(ApiError::FailedPrecondition(format!(
                 "request_id {:?} was used for another report",
                 report.request_id
             ))),
-            None => Ok(None),
+            None => Err(refused),
         }
     }
 
@@ -367,30 +393,17 @@ impl ConsoleService {
         req: pb::EndAndFlagRequest,
     ) -> Result<pb::EndAndFlagResponse, ApiError> {
         let started = Instant::now();
-        let report = RawReport {
-            call_id: &req.call_id,
-            operator_id: &req.operator_id,
-            category: req.category,
-            severity: req.severity,
-            note: &req.note,
-            block: req.block,
-            anonymous: req.anonymous,
-            request_id: &req.request_id,
-            debrief: req.debrief,
-        }
-        .parse()?;
+        let report = raw_report!(req).parse()?;
         let now = self.clock.now();
-        let call = match self
-            .operators_live_call(&report.call_id, &report.operator)
-            .await
-        {
+        let call = match self.call_or_replay(&report).await? {
             Ok(call) => call,
-            // A double click may arrive after the first click ended the call.
-            Err(e) => {
-                return match self.replay(&report).await? {
-                    Some(id) => Ok(self.replayed(id, true).await?),
-                    None => Err(e),
-                };
+            Err(id) => {
+                return Ok(pb::EndAndFlagResponse {
+                    incident_id: id.to_string(),
+                    terminate_sent: true,
+                    cooldown_until: None,
+                    actions: Vec::new(),
+                });
             }
         };
         // Operator safety first: the call ends before anything is written.
@@ -444,48 +457,16 @@ impl ConsoleService {
         })
     }
 
-    /// The answer to a repeated EndAndFlag whose call is already gone.
-    async fn replayed(
-        &self,
-        id: Uuid,
-        terminate_sent: bool,
-    ) -> Result<pb::EndAndFlagResponse, ApiError> {
-        let _ = &self.incidents;
-        Ok(pb::EndAndFlagResponse {
-            incident_id: id.to_string(),
-            terminate_sent,
-            cooldown_until: None,
-            actions: Vec::new(),
-        })
-    }
-
     async fn flag_call(&self, req: pb::FlagCallRequest) -> Result<pb::FlagCallResponse, ApiError> {
-        let report = RawReport {
-            call_id: &req.call_id,
-            operator_id: &req.operator_id,
-            category: req.category,
-            severity: req.severity,
-            note: &req.note,
-            block: req.block,
-            anonymous: req.anonymous,
-            request_id: &req.request_id,
-            debrief: req.debrief,
-        }
-        .parse()?;
+        let report = raw_report!(req).parse()?;
         let now = self.clock.now();
-        let call = match self
-            .operators_live_call(&report.call_id, &report.operator)
-            .await
-        {
+        let call = match self.call_or_replay(&report).await? {
             Ok(call) => call,
-            Err(e) => {
-                return match self.replay(&report).await? {
-                    Some(id) => Ok(pb::FlagCallResponse {
-                        incident_id: id.to_string(),
-                        actions: Vec::new(),
-                    }),
-                    None => Err(e),
-                };
+            Err(id) => {
+                return Ok(pb::FlagCallResponse {
+                    incident_id: id.to_string(),
+                    actions: Vec::new(),
+                });
             }
         };
         let (id, actions) = self
@@ -507,18 +488,7 @@ impl ConsoleService {
         &self,
         req: pb::ReportPastCallRequest,
     ) -> Result<pb::ReportPastCallResponse, ApiError> {
-        let report = RawReport {
-            call_id: &req.call_id,
-            operator_id: &req.operator_id,
-            category: req.category,
-            severity: req.severity,
-            note: &req.note,
-            block: req.block,
-            anonymous: req.anonymous,
-            request_id: &req.request_id,
-            debrief: req.debrief,
-        }
-        .parse()?;
+        let report = raw_report!(req).parse()?;
         let now = self.clock.now();
         let call = self
             .incidents
