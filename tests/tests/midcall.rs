@@ -171,6 +171,49 @@ async fn end_and_flag_terminates_on_the_switch_stream_and_records_the_incident()
 }
 
 #[tokio::test]
+async fn a_switch_may_report_the_end_before_it_acknowledges_the_terminate() {
+    let app = spawn_app().await;
+    let mut stream = app.watch("sw-1").await;
+    let call = app.answered_call(CALLER, "sw-1", "op-1").await;
+    let reply = end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    let command = next_command(&mut stream).await;
+    app.call_event(&call, CallEventKind::Ended, "")
+        .await
+        .unwrap();
+    app.screening
+        .clone()
+        .ack_command(AckCommandRequest {
+            switch_id: "sw-1".into(),
+            command_id: command.command_id.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        event_kinds(&app, &reply.incident_id).await.last().unwrap(),
+        "terminate_acknowledged"
+    );
+    // The ended call's command is not sent again.
+    drop(stream);
+    let mut again = app.watch("sw-1").await;
+    let other = app.answered_call("+48601234568", "sw-1", "op-2").await;
+    let warning = app
+        .console
+        .clone()
+        .warn_caller(WarnCallerRequest {
+            call_id: other,
+            operator_id: "op-2".into(),
+            announcement: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        next_command(&mut again).await.command_id,
+        warning.command_id
+    );
+}
+
+#[tokio::test]
 async fn the_terminate_goes_out_before_the_incident_is_written() {
     let app = spawn_app().await;
     let mut stream = app.watch("sw-1").await;

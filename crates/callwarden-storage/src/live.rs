@@ -3,7 +3,8 @@
 //! replica; pub/sub carries new commands to whichever replica holds the switch's stream.
 //!
 //! Keys (under the deployment's prefix): `call:{call}` (hash, TTL), `cmd:{switch}` (pending
-//! commands by id), `cmdn:{switch}` (deliveries by id), `cmds-pending` (a counter),
+//! commands by id), `cmdn:{switch}` (deliveries by id), `cmddone:{switch}` (commands of ended
+//! calls, still acknowledgeable), `cmds-pending` (a counter),
 //! `cool:{operator}` (cooldown end, TTL), `flags:{e164}` (recent incident times, TTL); channel
 //! `cmdch:{switch}`.
 
@@ -46,16 +47,23 @@ redis.call('PUBLISH', ARGV[4], ARGV[2])
 return {1, ARGV[2]}
 ";
 
+/// Acknowledges a pending command, or one dropped because its call ended meanwhile (a switch
+/// may report the end of the call it was told to terminate before it acknowledges).
 const ACK: &str = r"
 local c = redis.call('HGET', KEYS[1], ARGV[1])
-if not c then return false end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('DECR', KEYS[3])
-return c
+if c then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('DECR', KEYS[3])
+  return c
+end
+c = redis.call('HGET', KEYS[4], ARGV[1])
+if c then redis.call('HDEL', KEYS[4], ARGV[1]) end
+return c or false
 ";
 
-/// Drops the pending commands of one call (it ended: nothing left to terminate or warn).
+/// Stops resending the pending commands of one call (it ended: nothing left to terminate or
+/// warn); they stay acknowledgeable for a while.
 const DISCARD_CALL: &str = r"
 local all = redis.call('HGETALL', KEYS[1])
 local n = 0
@@ -65,6 +73,8 @@ for i = 1, #all, 2 do
     redis.call('HDEL', KEYS[1], all[i])
     redis.call('HDEL', KEYS[2], all[i])
     redis.call('DECR', KEYS[3])
+    redis.call('HSET', KEYS[4], all[i], all[i + 1])
+    redis.call('PEXPIRE', KEYS[4], ARGV[2])
     n = n + 1
   end
 end
@@ -110,6 +120,9 @@ impl LiveState {
     }
     fn deliveries_key(&self, switch_id: &str) -> String {
         format!("{}:cmdn:{switch_id}", self.prefix)
+    }
+    fn settled_key(&self, switch_id: &str) -> String {
+        format!("{}:cmddone:{switch_id}", self.prefix)
     }
     fn pending_count_key(&self) -> String {
         format!("{}:cmds-pending", self.prefix)
@@ -193,7 +206,9 @@ impl LiveState {
             .key(self.pending_key(&call.switch_id))
             .key(self.deliveries_key(&call.switch_id))
             .key(self.pending_count_key())
+            .key(self.settled_key(&call.switch_id))
             .arg(call_id)
+            .arg(self.call_ttl.num_milliseconds())
             .invoke_async::<i64>(&mut self.conn.clone())
             .await?;
         Ok(Some(call))
@@ -252,7 +267,8 @@ impl LiveState {
         Ok(n.saturating_sub(1))
     }
 
-    /// The switch carried out a command. Returns it, or `None` if it was not pending.
+    /// The switch carried out a command. Returns it, or `None` if it was neither pending nor
+    /// dropped with its ended call.
     pub async fn ack(
         &self,
         switch_id: &str,
@@ -262,6 +278,7 @@ impl LiveState {
             .key(self.pending_key(switch_id))
             .key(self.deliveries_key(switch_id))
             .key(self.pending_count_key())
+            .key(self.settled_key(switch_id))
             .arg(command_id)
             .invoke_async(&mut self.conn.clone())
             .await?;
