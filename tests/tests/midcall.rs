@@ -50,6 +50,24 @@ async fn next_command(
         .expect("a command, not an error")
 }
 
+/// WarnCaller on `call` as `operator`, with the default announcement unless one is given.
+async fn warn(
+    app: &TestApp,
+    call: &str,
+    operator: &str,
+    announcement: &str,
+) -> Result<String, tonic::Status> {
+    app.console
+        .clone()
+        .warn_caller(WarnCallerRequest {
+            call_id: call.into(),
+            operator_id: operator.into(),
+            announcement: announcement.into(),
+        })
+        .await
+        .map(|r| r.into_inner().command_id)
+}
+
 async fn incident_count(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM incidents")
         .fetch_one(&app.pg)
@@ -196,21 +214,8 @@ async fn a_switch_may_report_the_end_before_it_acknowledges_the_terminate() {
     drop(stream);
     let mut again = app.watch("sw-1").await;
     let other = app.answered_call("+48601234568", "sw-1", "op-2").await;
-    let warning = app
-        .console
-        .clone()
-        .warn_caller(WarnCallerRequest {
-            call_id: other,
-            operator_id: "op-2".into(),
-            announcement: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        next_command(&mut again).await.command_id,
-        warning.command_id
-    );
+    let warning = warn(&app, &other, "op-2", "").await.unwrap();
+    assert_eq!(next_command(&mut again).await.command_id, warning);
 }
 
 #[tokio::test]
@@ -273,21 +278,11 @@ async fn unacknowledged_commands_are_sent_again_after_a_reconnect() {
 
     // Acknowledged: a new stream gets only what is new.
     let mut third = app.watch("sw-1").await;
-    let warning = app
-        .console
-        .clone()
-        .warn_caller(WarnCallerRequest {
-            call_id: other.clone(),
-            operator_id: "op-2".into(),
-            announcement: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let warning = warn(&app, &other, "op-2", "").await.unwrap();
     let next = next_command(&mut third).await;
     assert_eq!(
         (next.command_id.as_str(), next.kind()),
-        (warning.command_id.as_str(), CommandKind::PlayWarning)
+        (warning.as_str(), CommandKind::PlayWarning)
     );
     assert_eq!(next.announcement, "conduct-warning");
     // A warning does not end the call.
@@ -319,16 +314,7 @@ async fn a_command_sent_through_one_replica_reaches_a_stream_held_by_another() {
     // And the other way round, for a warning.
     let mut here = app.watch("sw-8").await;
     let call = replica.answered_call(CALLER, "sw-8", "op-2").await;
-    replica
-        .console
-        .clone()
-        .warn_caller(WarnCallerRequest {
-            call_id: call.clone(),
-            operator_id: "op-2".into(),
-            announcement: "custom".into(),
-        })
-        .await
-        .unwrap();
+    warn(&replica, &call, "op-2", "custom").await.unwrap();
     let command = next_command(&mut here).await;
     assert_eq!(
         (command.call_id.as_str(), command.announcement.as_str()),
@@ -361,22 +347,9 @@ async fn a_double_click_makes_one_incident_and_one_terminate() {
     // Only one TERMINATE was ever queued: a new stream finds nothing for this ended call.
     let mut again = app.watch("sw-1").await;
     let other = app.answered_call("+48601234568", "sw-1", "op-2").await;
-    let warning = app
-        .console
-        .clone()
-        .warn_caller(WarnCallerRequest {
-            call_id: other,
-            operator_id: "op-2".into(),
-            announcement: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        next_command(&mut again).await.command_id,
-        warning.command_id
-    );
-    assert_ne!(first.command_id, warning.command_id);
+    let warning = warn(&app, &other, "op-2", "").await.unwrap();
+    assert_eq!(next_command(&mut again).await.command_id, warning);
+    assert_ne!(first.command_id, warning);
 }
 
 #[tokio::test]
@@ -394,16 +367,7 @@ async fn an_operator_can_act_only_on_calls_they_answered() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
-    let err = app
-        .console
-        .clone()
-        .warn_caller(WarnCallerRequest {
-            call_id: call.clone(),
-            operator_id: "op-2".into(),
-            announcement: String::new(),
-        })
-        .await
-        .unwrap_err();
+    let err = warn(&app, &call, "op-2", "").await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     // Checked but not answered yet.
