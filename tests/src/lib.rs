@@ -473,3 +473,15 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// Asserts the answer to bad input: INVALID_ARGUMENT, a message that starts with the field's
+/// name and quotes (or mentions) the value.
+pub fn assert_invalid(status: &tonic::Status, field: &str, value: &str) {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let message = status.message();
+    assert!(
+        message.starts_with(&format!("{field}: ")),
+        "{field}: {message}"
+    );
+    assert!(message.contains(value), "{value}: {message}");
+}

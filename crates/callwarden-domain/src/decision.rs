@@ -30,17 +30,6 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
-        Self::NoRule,
-        Self::Blocked,
-        Self::PrefixBlocked,
-        Self::AllowedByRule,
-        Self::AnonymousAllowed,
-        Self::AnonymousNotice,
-        Self::AnonymousRejected,
-        Self::RecentIncidents,
-    ];
-
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NoRule => "no_rule",

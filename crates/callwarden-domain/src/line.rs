@@ -102,14 +102,6 @@ impl LineDirectory {
     pub fn default_policy(&self) -> &LinePolicy {
         &self.default
     }
-
-    pub fn len(&self) -> usize {
-        self.lines.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lines.is_empty()
-    }
 }
 
 #[cfg(test)]

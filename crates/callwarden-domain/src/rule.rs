@@ -278,22 +278,6 @@ pub struct Rule {
     pub removed_by: Option<String>,
 }
 
-impl Rule {
-    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.removed_at.is_none() && self.expires_at.is_none_or(|t| t > now)
-    }
-
-    pub fn as_match(&self) -> RuleMatch {
-        RuleMatch {
-            id: self.id,
-            pattern: self.pattern.clone(),
-            scope: self.scope.clone(),
-            effect: self.effect,
-            expires_at: self.expires_at,
-        }
-    }
-}
-
 /// What a check needs to know of a rule that may apply: the serving index holds exactly this.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuleMatch {

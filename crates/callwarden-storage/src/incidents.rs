@@ -6,7 +6,7 @@ use callwarden_domain::{
     call::LiveCall,
     chain::{self, ChainEvent, GENESIS, StoredEvent},
     incident::{BlockChoice, Category, Severity},
-    rule::{NewRule, Rule},
+    rule::NewRule,
 };
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::TryStreamExt;
@@ -71,7 +71,6 @@ pub struct BlockDraft {
 pub enum Recorded {
     New {
         id: Uuid,
-        rules: Vec<Rule>,
     },
     /// The request id was seen before: this is the incident it made.
     Existing {
@@ -224,7 +223,7 @@ impl IncidentStore {
         for rule in &rules {
             self.rules.index_rule(rule).await;
         }
-        Ok(Recorded::New { id, rules })
+        Ok(Recorded::New { id })
     }
 
     /// Appends events to an incident's chain; concurrent appenders take turns.
@@ -276,19 +275,6 @@ impl IncidentStore {
             self.append(id, at, vec![event]).await?;
         }
         Ok(())
-    }
-
-    /// Events of one incident in order: (seq, at, actor, kind, details).
-    pub async fn events(
-        &self,
-        incident_id: Uuid,
-    ) -> Result<Vec<(i32, DateTime<Utc>, String, String, Value)>, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, at, actor, kind, details FROM incident_events WHERE incident_id = $1 ORDER BY seq",
-        )
-        .bind(incident_id)
-        .fetch_all(&self.pg)
-        .await?)
     }
 
     /// Keeps an answered call in the operator's history.

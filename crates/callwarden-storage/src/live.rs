@@ -291,26 +291,32 @@ impl LiveState {
         Ok(n.unwrap_or(0).max(0))
     }
 
+    /// Starts an operator's cooldown; returns its end as stored (to the millisecond), which is
+    /// what every later read reports.
     pub async fn set_cooldown(
         &self,
         operator: &str,
         until: DateTime<Utc>,
-    ) -> Result<(), redis::RedisError> {
+    ) -> Result<DateTime<Utc>, redis::RedisError> {
+        let millis = until.timestamp_millis();
         redis::cmd("SET")
             .arg(self.cooldown_key(operator))
-            .arg(until.timestamp_millis())
+            .arg(millis)
             .arg("PXAT")
-            .arg(until.timestamp_millis())
-            .query_async(&mut self.conn.clone())
-            .await
+            .arg(millis)
+            .query_async::<()>(&mut self.conn.clone())
+            .await?;
+        Ok(DateTime::from_timestamp_millis(millis).unwrap_or(until))
     }
 
+    /// The operator's cooldown end, if they are cooling down at `now`.
     pub async fn cooldown(
         &self,
         operator: &str,
+        now: DateTime<Utc>,
     ) -> Result<Option<DateTime<Utc>>, redis::RedisError> {
         let v: Option<String> = self.conn.clone().get(self.cooldown_key(operator)).await?;
-        Ok(v.as_deref().and_then(parse_millis))
+        Ok(cooldown_until(v.as_deref(), now))
     }
 
     fn flags_ready_key(&self) -> String {
@@ -383,6 +389,22 @@ impl LiveState {
             futures::future::ready(payload.as_deref().and_then(decode_command))
         }))
     }
+}
+
+/// Reads a `cool:{operator}` value (read by CheckCall in its MGET): the end of a cooldown that
+/// is still running at `now`.
+pub fn cooldown_until(value: Option<&str>, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    value.and_then(parse_millis).filter(|until| *until > now)
+}
+
+/// Reads a `flags:{e164}` value (read by CheckCall in its MGET): incidents since `since`.
+pub fn recent_flags(value: Option<&str>, since: DateTime<Utc>) -> u32 {
+    value.map_or(0, |v| {
+        v.split(',')
+            .filter_map(parse_millis)
+            .filter(|t| *t > since)
+            .count() as u32
+    })
 }
 
 fn parse_millis(s: &str) -> Option<DateTime<Utc>> {

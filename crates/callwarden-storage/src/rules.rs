@@ -170,10 +170,6 @@ impl RuleBook {
         }
     }
 
-    pub fn index(&self) -> &RuleIndex {
-        &self.index
-    }
-
     /// Records a rule, then writes it through to the index. The rule counts as added once
     /// Postgres has it; a failed index write is retried in the background.
     pub async fn add(&self, rule: NewRule, now: DateTime<Utc>) -> Result<Rule, StorageError> {

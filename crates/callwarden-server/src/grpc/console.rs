@@ -15,7 +15,7 @@ use callwarden_storage::{
     incidents::{BlockDraft, EventDraft, IncidentStore, NewIncident, Recorded},
     live::{Issued, LiveState},
 };
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::{sync::Arc, time::Instant};
 use tonic::{Request, Response, Status};
@@ -349,7 +349,7 @@ impl ConsoleService {
             .await?
         {
             Recorded::Existing { id } => Ok((id, Vec::new())),
-            Recorded::New { id, .. } => {
+            Recorded::New { id } => {
                 metrics::counter!(
                     "callwarden_incidents_total",
                     "category" => report.category.as_str(),
@@ -423,10 +423,9 @@ impl ConsoleService {
             }
         };
         metrics::histogram!("callwarden_button_to_command_seconds").record(started.elapsed());
-        // Milliseconds, as Redis keeps it: the reply and GetOperatorStatus agree.
-        let cooldown_until = (now + self.policy.cooldown).trunc_subsecs(3);
-        self.live
-            .set_cooldown(report.operator.as_str(), cooldown_until)
+        let cooldown_until = self
+            .live
+            .set_cooldown(report.operator.as_str(), now + self.policy.cooldown)
             .await?;
         let sent = EventDraft::system(
             "terminate_sent",
@@ -589,10 +588,9 @@ impl console_server::Console for ConsoleService {
         let op = operator(&request.get_ref().operator_id)?;
         let until = self
             .live
-            .cooldown(op.as_str())
+            .cooldown(op.as_str(), self.clock.now())
             .await
-            .map_err(ApiError::from)?
-            .filter(|t| *t > self.clock.now());
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::GetOperatorStatusResponse {
             cooling_down: until.is_some(),
             cooldown_until: until.map(convert::timestamp),

@@ -14,8 +14,11 @@ use callwarden_domain::{
     rule::{OperatorId, Scope},
 };
 use callwarden_proto::v1::{self as pb, screening_server};
-use callwarden_storage::{RuleBook, incidents::IncidentStore, live::LiveState};
-use chrono::{DateTime, Utc};
+use callwarden_storage::{
+    RuleBook,
+    incidents::IncidentStore,
+    live::{self, LiveState},
+};
 use std::{collections::HashSet, sync::Arc, time::Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,12 +36,6 @@ pub struct ScreeningService {
     pub recent_window: chrono::Duration,
     /// Open streams end when this is cancelled, so shutdown is not held up by them.
     pub shutdown: CancellationToken,
-}
-
-fn millis(value: Option<&String>) -> Option<DateTime<Utc>> {
-    value
-        .and_then(|v| v.parse().ok())
-        .and_then(DateTime::from_timestamp_millis)
 }
 
 pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
@@ -100,19 +97,12 @@ impl ScreeningService {
             )
             .await?;
         let mut extras = screened.extras.iter();
-        let recent_flags = flags_key
-            .and(extras.next())
-            .and_then(Option::as_deref)
-            .map_or(0, |v| {
-                v.split(',')
-                    .filter_map(|t| t.parse().ok().and_then(DateTime::from_timestamp_millis))
-                    .filter(|t| *t > now - self.recent_window)
-                    .count() as u32
-            });
+        let recent_flags = flags_key.and(extras.next()).map_or(0, |v| {
+            live::recent_flags(v.as_deref(), now - self.recent_window)
+        });
         let cooldown_until = cooldown_key
             .and(extras.next())
-            .and_then(|v| millis(v.as_ref()))
-            .filter(|until| *until > now);
+            .and_then(|v| live::cooldown_until(v.as_deref(), now));
         let verdict = decide(policy, &caller, &screened.rules, recent_flags, now);
         tracing::debug!(
             call_id = %req.call_id,
