@@ -6,7 +6,7 @@ use callwarden_proto::v1::{
     AddRuleRequest, CallCommand, CallEventKind, CheckCallRequest, CheckCallResponse, Effect,
     GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest, Rule, Scope, ScopeKind,
     WatchCommandsRequest, block_list_client::BlockListClient, console_client::ConsoleClient,
-    screening_client::ScreeningClient,
+    review_client::ReviewClient, screening_client::ScreeningClient,
 };
 use callwarden_server::{
     clock::ManualClock,
@@ -20,7 +20,76 @@ use std::{
     time::Duration,
 };
 use tokio::sync::oneshot;
-use tonic::transport::Channel;
+use tonic::{
+    metadata::{AsciiMetadataValue, MetadataKey},
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+/// The HS256 secret of the test configuration: tests mint their own tokens with it.
+pub const TEST_JWT_SECRET: &str = "test-jwt-secret-0123456789abcdef0123456789";
+/// A switch API key the test configuration knows, for switch `SWITCH_WITH_KEY`.
+pub const TEST_SWITCH_KEY: &str = "test-switch-key-sw-keyed";
+pub const SWITCH_WITH_KEY: &str = "sw-keyed";
+/// Who the default clients of a [`TestApp`] are: an admin, who may act for anyone named.
+pub const TEST_ADMIN: &str = "test-admin";
+
+/// Adds one credential header to every request of a client.
+#[derive(Clone)]
+pub struct Credentials {
+    header: MetadataKey<tonic::metadata::Ascii>,
+    value: Option<AsciiMetadataValue>,
+}
+
+impl Interceptor for Credentials {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.value {
+            request
+                .metadata_mut()
+                .insert(self.header.clone(), value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A connection that presents credentials: what every client of the tests uses.
+pub type Conn = InterceptedService<Channel, Credentials>;
+
+/// A bearer token for `role` and `subject`, signed with the test secret, valid for an hour.
+pub fn token(role: callwarden_server::auth::Role, subject: &str) -> String {
+    token_with(role, subject, "callwarden", 0, 3600)
+}
+
+/// A token issued `age_seconds` ago, valid for `ttl_seconds`, for `audience`.
+pub fn token_with(
+    role: callwarden_server::auth::Role,
+    subject: &str,
+    audience: &str,
+    age_seconds: i64,
+    ttl_seconds: i64,
+) -> String {
+    let now = chrono::Utc::now().timestamp() - age_seconds;
+    callwarden_server::auth::mint(TEST_JWT_SECRET, role, subject, audience, now, ttl_seconds)
+}
+
+/// `channel` presenting `authorization: Bearer <token>`.
+pub fn with_token(channel: &Channel, token: &str) -> Conn {
+    credentials(channel, "authorization", Some(&format!("Bearer {token}")))
+}
+
+/// `channel` presenting one header (or none).
+pub fn credentials(channel: &Channel, header: &'static str, value: Option<&str>) -> Conn {
+    InterceptedService::new(
+        channel.clone(),
+        Credentials {
+            header: MetadataKey::from_static(header),
+            value: value.map(|v| v.parse().expect("an ASCII header value")),
+        },
+    )
+}
 
 /// The Polish line of the test configuration: rejects withheld numbers.
 pub const PL_LINE: &str = "+48221002030";
@@ -35,7 +104,7 @@ fn postgres_base() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-fn redis_default() -> String {
+pub fn redis_default() -> String {
     std::env::var("CALLWARDEN_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
@@ -44,10 +113,14 @@ type TaskResult = Result<(), String>;
 pub struct TestApp {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub screening: ScreeningClient<Channel>,
-    pub blocklist: BlockListClient<Channel>,
-    pub console: ConsoleClient<Channel>,
-    pub channel: Channel,
+    pub screening: ScreeningClient<Conn>,
+    pub blocklist: BlockListClient<Conn>,
+    pub console: ConsoleClient<Conn>,
+    pub review: ReviewClient<Conn>,
+    /// The connection of the default clients: an admin's token.
+    pub channel: Conn,
+    /// The same connection without credentials, for clients of other roles.
+    pub raw_channel: Channel,
     pub clock: ManualClock,
     pub config: Config,
     /// A direct connection to the test's Redis, for looking at the index.
@@ -61,6 +134,11 @@ pub struct TestApp {
     owns_keys: bool,
 }
 
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
 /// The configuration every test starts from: ports 0, its own database and key prefix.
 pub fn test_config(redis_url: &str) -> Config {
     let id = uuid::Uuid::new_v4().simple().to_string();
@@ -72,6 +150,21 @@ pub fn test_config(redis_url: &str) -> Config {
         redis_url: redis_url.to_owned(),
         redis_key_prefix: format!("cwtest:{id}"),
         index_check_interval_ms: 50,
+        auth: callwarden_server::config::AuthConfig {
+            hs256_secret: Some(TEST_JWT_SECRET.into()),
+            switch_keys: vec![callwarden_server::config::SwitchKey {
+                switch_id: SWITCH_WITH_KEY.into(),
+                key_sha256: sha256_hex(TEST_SWITCH_KEY),
+            }],
+            ..Default::default()
+        },
+        review: callwarden_server::config::ReviewConfig {
+            escalation_check_interval_ms: 50,
+            ..Default::default()
+        },
+        privacy: callwarden_server::config::PrivacyConfig {
+            redis_secret: Some("test-redis-secret-0123456789abcdef0123".into()),
+        },
         lines: vec![
             LineConfig {
                 number: "+48 22 100 20 30".into(),
@@ -114,6 +207,11 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         .connect()
         .await
         .expect("gRPC connects");
+    let raw_channel = channel;
+    let channel = with_token(
+        &raw_channel,
+        &token(callwarden_server::auth::Role::Admin, TEST_ADMIN),
+    );
     let redis = redis::Client::open(config.redis_url.as_str())
         .unwrap()
         .get_multiplexed_async_connection()
@@ -129,7 +227,9 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         screening: ScreeningClient::new(channel.clone()),
         blocklist: BlockListClient::new(channel.clone()),
         console: ConsoleClient::new(channel.clone()),
+        review: ReviewClient::new(channel.clone()),
         channel,
+        raw_channel,
         clock,
         config,
         redis,
@@ -254,19 +354,30 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
-    /// Milliseconds until Redis drops the index slot whose key ends with `pattern`.
+    /// The Redis key of the global index slot of `pattern` (canonical): a keyed hash.
+    pub fn slot_key(&self, pattern: &str) -> String {
+        let secret = self
+            .config
+            .privacy
+            .secret()
+            .expect("the test config has a secret");
+        callwarden_storage::slot_key(
+            &self.config.redis_key_prefix,
+            &callwarden_storage::Keyring::new(secret.as_bytes()),
+            &callwarden_domain::rule::Scope::Global,
+            pattern,
+        )
+    }
+
+    /// Milliseconds until Redis drops the global index slot of `pattern`.
     pub async fn slot_pttl(&self, pattern: &str) -> i64 {
-        let key = self
-            .index_keys()
-            .await
-            .into_iter()
-            .find(|k| k.ends_with(&format!(":{pattern}")))
-            .unwrap_or_else(|| panic!("no index slot for {pattern}"));
-        redis::cmd("PTTL")
-            .arg(&key)
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(self.slot_key(pattern))
             .query_async(&mut self.redis.clone())
             .await
-            .unwrap()
+            .unwrap();
+        assert_ne!(pttl, -2, "no index slot for {pattern}");
+        pttl
     }
 
     /// Every Redis key of this test's index.

@@ -91,6 +91,15 @@ async fn http_side_serves_liveness_readiness_and_metrics() {
     app.check("+48601234567", PL_LINE).await;
     app.check("+48601234568", PL_LINE).await;
     let _ = app.try_check("garbage", PL_LINE).await;
+    // The gauges are recounted by the maintenance loop (at start-up, then every 15 s), which
+    // may not have run its first round yet.
+    eventually("the rules gauge is published", || async {
+        http_get(app.http_addr, "/metrics")
+            .await
+            .1
+            .contains("callwarden_rules{")
+    })
+    .await;
     let (status, metrics) = http_get(app.http_addr, "/metrics").await;
     assert_eq!(status, 200);
     for needle in [

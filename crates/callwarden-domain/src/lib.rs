@@ -12,4 +12,6 @@ pub mod incident;
 pub mod line;
 pub mod phone;
 pub mod policy;
+pub mod report;
+pub mod review;
 pub mod rule;

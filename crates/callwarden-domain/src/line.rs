@@ -1,6 +1,6 @@
 //! Service lines (the number a caller dialled) and their policies.
 
-use crate::phone::{E164, Region};
+use crate::phone::{E164, Region, excerpt};
 use serde::Deserialize;
 use std::{collections::HashMap, fmt};
 
@@ -42,7 +42,7 @@ impl LineId {
             Ok(Self::Name(trimmed.to_owned()))
         } else {
             Err(LineError::Invalid {
-                value: raw.to_owned(),
+                value: excerpt(raw),
             })
         }
     }

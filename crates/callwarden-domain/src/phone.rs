@@ -175,7 +175,10 @@ fn is_withheld(raw: &str) -> bool {
 fn strip_uri(raw: &str) -> &str {
     let mut s = raw.trim().trim_start_matches('<').trim_end_matches('>');
     for scheme in ["sips:", "sip:", "tel:"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        // `get`, not indexing: the scheme's length may fall inside a multi-byte character.
+        if s.get(..scheme.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(scheme))
+        {
             s = &s[scheme.len()..];
             break;
         }
@@ -189,11 +192,25 @@ fn strip_uri(raw: &str) -> &str {
     s.trim()
 }
 
+/// What people write between the digits of a number (and of a rule's prefix).
+pub(crate) fn is_separator(c: char) -> bool {
+    matches!(c, ' ' | '-' | '.' | '(' | ')' | '/')
+}
+
+/// Longest excerpt of a rejected value that an error echoes, in characters: enough to recognise
+/// it, and a multi-megabyte field does not become a multi-megabyte error.
+const MAX_ECHO_CHARS: usize = 64;
+
+/// The value as an error echoes it: whole if short, else its start and `…`.
+pub(crate) fn excerpt(value: &str) -> String {
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        None => value.to_owned(),
+        Some((end, _)) => format!("{}…", &value[..end]),
+    }
+}
+
 fn digits_after_00(text: &str) -> Option<String> {
-    let compact: String = text
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')' | '/'))
-        .collect();
+    let compact: String = text.chars().filter(|&c| !is_separator(c)).collect();
     let rest = compact.strip_prefix("00")?;
     (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit())).then(|| rest.to_owned())
 }
@@ -205,14 +222,17 @@ fn parse_valid(text: &str, region: Region) -> Result<E164, PhoneError> {
     // The parser accepts letters as vanity digits and ignores trailing junk; a caller id has
     // neither, so anything but digits, separators and one leading '+' is garbage.
     let plausible = text.bytes().any(|b| b.is_ascii_digit())
-        && text.bytes().all(|b| {
-            b.is_ascii_digit() || matches!(b, b'+' | b' ' | b'-' | b'.' | b'(' | b')' | b'/')
-        })
+        && text
+            .chars()
+            .all(|c| c.is_ascii_digit() || c == '+' || is_separator(c))
         && text.bytes().skip(1).all(|b| b != b'+');
     if !plausible {
         return Err(not_a_number());
     }
-    let number = phonenumber::parse(Some(region.0), text).map_err(|_| not_a_number())?;
+    // Separators carry no meaning, but phonenumber reads them: it takes `+48601-234-567` for a
+    // tel: URI whose country code is 48601. So it is given the digits (and the `+`) alone.
+    let compact: String = text.chars().filter(|&c| !is_separator(c)).collect();
+    let number = parse_in(region, &compact).ok_or_else(not_a_number)?;
     if number.extension().is_some() || !phonenumber::is_valid(&number) {
         return Err(PhoneError::InvalidNumber {
             value: text.to_owned(),
@@ -220,6 +240,30 @@ fn parse_valid(text: &str, region: Region) -> Result<E164, PhoneError> {
     }
     let formatted = number.format().mode(phonenumber::Mode::E164).to_string();
     E164::from_canonical(&formatted).ok_or_else(not_a_number)
+}
+
+/// Parses digits (after an optional `+`), reading a national number in `region`'s plan and an
+/// international one in its own country's plan.
+///
+/// phonenumber, given a region, strips *that region's* national prefix from every number, even
+/// one dialled abroad: `+39 06 1234 5678` (Rome) in Germany lost its `0` and was invalid, and
+/// `+39 0331 234567` (a landline) became `+39 331 234567` (someone's mobile). So a number with
+/// a `+` is parsed without a region, and one dialled with the region's international prefix is
+/// parsed again from the digits after that prefix, as `+` and those digits.
+fn parse_in(region: Region, text: &str) -> Option<phonenumber::PhoneNumber> {
+    if text.starts_with('+') {
+        return phonenumber::parse(None, text).ok();
+    }
+    let number = phonenumber::parse(Some(region.0), text).ok()?;
+    if number.code().source() != phonenumber::country::Source::Idd {
+        return Some(number);
+    }
+    let idd = phonenumber::metadata::DATABASE
+        .by_id(region.0.as_ref())?
+        .international_prefix()?
+        .find(text)
+        .filter(|m| m.start() == 0)?;
+    phonenumber::parse(None, format!("+{}", &text[idd.end()..])).ok()
 }
 
 #[cfg(test)]

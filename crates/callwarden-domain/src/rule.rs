@@ -2,7 +2,7 @@
 
 use crate::{
     line::LineId,
-    phone::{E164, PhoneError, Region},
+    phone::{E164, PhoneError, Region, excerpt, is_separator},
 };
 use chrono::{DateTime, Utc};
 use std::{fmt, str::FromStr};
@@ -44,12 +44,10 @@ impl Pattern {
             return Ok(Self::Exact(E164::parse(trimmed, region)?));
         };
         let bad = || PatternError::BadPrefix {
-            value: raw.to_owned(),
+            value: excerpt(raw),
         };
-        let compact: String = head
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
-            .collect();
+        // The separators a number may be written with (a prefix is the start of one).
+        let compact: String = head.chars().filter(|&c| !is_separator(c)).collect();
         let digits = compact
             .strip_prefix('+')
             .or_else(|| compact.strip_prefix("00"))
@@ -164,7 +162,7 @@ impl OperatorId {
             Ok(Self(raw.to_owned()))
         } else {
             Err(PseudonymError::Invalid {
-                value: raw.to_owned(),
+                value: excerpt(raw),
             })
         }
     }

@@ -6,6 +6,13 @@
 //! `Screening.WatchCommands` streams while calls are checked, answered and ended with
 //! `Console.EndAndFlag`; it times each press until its TERMINATE reaches the switch, under
 //! background `CheckCall` load.
+//!
+//! `callwarden-loadgen seed-incidents` fills a database with a large incident history (with valid
+//! hash chains) by COPY, and `callwarden-loadgen review` measures `Review.ListIncidents` and
+//! `Review.GetIncident` latency against it.
+
+mod review;
+mod seed;
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -25,7 +32,12 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tonic::Streaming;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// Many small, short-lived allocations (protobuf, JSON, formatting); as in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exact rules take 7-digit suffixes from a permutation of 0..10^7, so at most this many rules.
 const MAX_RULES: u64 = 10_000_000;
@@ -33,7 +45,7 @@ const MAX_RULES: u64 = 10_000_000;
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Load-tests Callwarden over gRPC: CheckCall throughput (the default) or button-to-command latency",
+    about = "Load-tests Callwarden over gRPC: CheckCall throughput (the default), button-to-command latency, or the review reads on a seeded database",
     args_conflicts_with_subcommands = true
 )]
 struct Cli {
@@ -51,6 +63,10 @@ enum Mode {
     /// Measure button-to-command latency: from sending Console.EndAndFlag to the TERMINATE
     /// arriving on the switch's WatchCommands stream, under background CheckCall load.
     Button(ButtonArgs),
+    /// Fill a database with a large, deterministic incident history (COPY), for `review`.
+    SeedIncidents(seed::SeedArgs),
+    /// Measure Review.ListIncidents and Review.GetIncident latency on a seeded database.
+    Review(review::ReviewArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -197,7 +213,7 @@ struct Stats {
 }
 
 async fn worker(
-    mut client: ScreeningClient<Channel>,
+    mut client: ScreeningClient<Conn>,
     set: RuleSet,
     args: &Args,
     task: usize,
@@ -247,18 +263,47 @@ async fn worker(
     (stats, hist)
 }
 
-async fn connect(addr: &str) -> Result<Channel> {
+/// A connection that presents `CALLWARDEN_TOKEN` (an admin's token: the load generator acts as
+/// switches, operators and supervisors at once).
+pub type Conn = InterceptedService<Channel, Bearer>;
+
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::AsciiMetadataValue);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+async fn connect(addr: &str) -> Result<Conn> {
+    let token = std::env::var("CALLWARDEN_TOKEN").map_err(|_| {
+        anyhow!(
+            "set CALLWARDEN_TOKEN to an admin token, e.g. \
+             CALLWARDEN_TOKEN=$(callwarden --config deploy/callwarden.dev.toml token --role admin --subject loadgen)"
+        )
+    })?;
+    let bearer = format!("Bearer {}", token.trim())
+        .parse()
+        .context("CALLWARDEN_TOKEN is not a valid header value")?;
     let endpoint = Endpoint::from_shared(addr.to_owned())
         .with_context(|| format!("invalid --addr {addr:?}"))?
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true);
-    endpoint.connect().await.map_err(|e| {
+    let channel = endpoint.connect().await.map_err(|e| {
         let e = anyhow::Error::from(e);
         anyhow!("cannot connect to {addr}: {}", e.root_cause())
-    })
+    })?;
+    Ok(InterceptedService::new(channel, Bearer(bearer)))
 }
 
-async fn import(channel: Channel, set: RuleSet, line: String) -> Result<()> {
+async fn import(channel: Conn, set: RuleSet, line: String) -> Result<()> {
     let started = Instant::now();
     let rules = futures::stream::iter(0..set.rules).map(move |i| set.rule(i, &line));
     let imported = BlockListClient::new(channel)
@@ -497,7 +542,7 @@ impl Button {
 async fn switch_stream(
     mut stream: Streaming<CallCommand>,
     switch_id: String,
-    acker: ScreeningClient<Channel>,
+    acker: ScreeningClient<Conn>,
     shared: Arc<Button>,
 ) {
     loop {
@@ -569,7 +614,7 @@ struct Presses {
 /// reply time.
 async fn press(
     ctx: &Presses,
-    (screening, console): (&mut ScreeningClient<Channel>, &mut ConsoleClient<Channel>),
+    (screening, console): (&mut ScreeningClient<Conn>, &mut ConsoleClient<Conn>),
     k: u64,
     rng: &mut Rng,
 ) -> Result<Duration, String> {
@@ -630,7 +675,7 @@ struct PressStats {
 
 async fn presser(
     ctx: Arc<Presses>,
-    channel: Channel,
+    channel: Conn,
     worker: usize,
     seed: u64,
 ) -> (PressStats, Histogram<u64>) {
@@ -663,7 +708,7 @@ async fn presser(
 /// Background CheckCall load until `stop`; counts the checks started after `measure_from`
 /// and answered before `stop`.
 async fn background(
-    mut client: ScreeningClient<Channel>,
+    mut client: ScreeningClient<Conn>,
     line: String,
     (run, task, seed): (String, usize, u64),
     measure_from: Instant,
@@ -894,6 +939,8 @@ async fn main() -> ExitCode {
         None => run_checks(cli.checks).await,
         Some(Mode::Checks(args)) => run_checks(args).await,
         Some(Mode::Button(args)) => run_button(args).await,
+        Some(Mode::SeedIncidents(args)) => seed::run(args).await,
+        Some(Mode::Review(args)) => review::run(args).await,
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

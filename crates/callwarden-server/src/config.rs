@@ -6,6 +6,7 @@ use callwarden_domain::{
     line::{AnonymousPolicy, LineDirectory, LineId, LinePolicy},
     phone::Region,
     policy::Policy,
+    review::Deadlines,
 };
 use figment::{
     Figment,
@@ -62,6 +63,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// A `tracing` filter (`RUST_LOG` syntax), e.g. "info,callwarden_storage=debug".
     pub log_filter: String,
+    /// Largest request message accepted (each message of a client stream too).
+    pub max_message_bytes: usize,
+    /// Longest a request handler may take (for a stream: until it is handed back); past it the
+    /// call ends with DEADLINE_EXCEEDED. An import of a million rules takes about 13 s.
+    pub rpc_timeout_ms: u64,
     /// How long SIGTERM waits for in-flight calls before exiting anyway.
     pub shutdown_grace_ms: u64,
     /// How often a replica checks that the Redis index exists (rebuilding it if Redis came back
@@ -76,6 +82,12 @@ pub struct Config {
     pub warning_announcement: String,
     /// What follows from reports.
     pub policy: PolicyConfig,
+    /// Supervisors' review: deadlines and their escalation.
+    pub review: ReviewConfig,
+    /// Who may call: tokens for people, API keys for switches.
+    pub auth: AuthConfig,
+    /// How callers' numbers are kept out of sight.
+    pub privacy: PrivacyConfig,
     /// Service lines with their own policy; others use the defaults above.
     pub lines: Vec<LineConfig>,
 }
@@ -162,6 +174,238 @@ impl PolicyConfig {
     }
 }
 
+/// Review deadlines (`[review]` in the file; `CALLWARDEN_REVIEW__<KEY>` in the environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReviewConfig {
+    /// How long after the report a decision on a critical incident is due.
+    pub deadline_critical_seconds: u64,
+    pub deadline_high_seconds: u64,
+    pub deadline_medium_seconds: u64,
+    pub deadline_low_seconds: u64,
+    /// How often a replica looks for unacknowledged critical incidents past their deadline.
+    pub escalation_check_interval_ms: u64,
+}
+
+impl Default for ReviewConfig {
+    fn default() -> Self {
+        let d = Deadlines::default();
+        let secs = |s: Severity| d.for_severity(s).num_seconds() as u64;
+        Self {
+            deadline_critical_seconds: secs(Severity::Critical),
+            deadline_high_seconds: secs(Severity::High),
+            deadline_medium_seconds: secs(Severity::Medium),
+            deadline_low_seconds: secs(Severity::Low),
+            escalation_check_interval_ms: 5_000,
+        }
+    }
+}
+
+impl ReviewConfig {
+    pub fn deadlines(&self) -> Result<Deadlines, ConfigError> {
+        let d = |key: &'static str, s: u64| {
+            if s == 0 || s > 366 * 24 * 3600 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    what: "between 1 second and a year",
+                });
+            }
+            Ok(chrono::Duration::seconds(s as i64))
+        };
+        Ok(Deadlines {
+            critical: d(
+                "review.deadline_critical_seconds",
+                self.deadline_critical_seconds,
+            )?,
+            high: d("review.deadline_high_seconds", self.deadline_high_seconds)?,
+            medium: d(
+                "review.deadline_medium_seconds",
+                self.deadline_medium_seconds,
+            )?,
+            low: d("review.deadline_low_seconds", self.deadline_low_seconds)?,
+        })
+    }
+
+    pub fn escalation_check_interval(&self) -> Duration {
+        Duration::from_millis(self.escalation_check_interval_ms.max(10))
+    }
+}
+
+/// Authentication (`[auth]`; `CALLWARDEN_AUTH__<KEY>`). People present a bearer JWT whose
+/// claims carry `sub` (their pseudonym), `role` (operator, supervisor, admin), `aud` and `exp`;
+/// switches present an API key (`x-api-key`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Shared secret for HS256 tokens (at least 32 bytes).
+    pub hs256_secret: Option<String>,
+    /// PEM file of RS256 or ES256 public keys, for tokens signed by an identity provider.
+    pub public_keys_file: Option<std::path::PathBuf>,
+    /// The `aud` every token must carry.
+    pub audience: String,
+    /// The `iss` every token must carry, if set.
+    pub issuer: Option<String>,
+    /// Tolerance for clocks that disagree, on `exp` and `nbf`.
+    pub max_clock_skew_seconds: u64,
+    /// Switches and the SHA-256 (hex) of their API keys; the keys themselves are never stored.
+    pub switch_keys: Vec<SwitchKey>,
+    /// Requests per second each switch, operator, supervisor may make (bursts of twice that;
+    /// per replica); 0 is unlimited. Admins are not limited.
+    pub switch_requests_per_second: u32,
+    pub operator_requests_per_second: u32,
+    pub supervisor_requests_per_second: u32,
+    /// Server streams (WatchCommands, WatchIncidents) one caller may hold open per replica.
+    pub max_streams_per_principal: usize,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("hs256_secret", &self.hs256_secret.as_ref().map(|_| "***"))
+            .field("public_keys_file", &self.public_keys_file)
+            .field("audience", &self.audience)
+            .field("issuer", &self.issuer)
+            .field("max_clock_skew_seconds", &self.max_clock_skew_seconds)
+            .field("switch_keys", &self.switch_keys.len())
+            .field(
+                "switch_requests_per_second",
+                &self.switch_requests_per_second,
+            )
+            .field(
+                "operator_requests_per_second",
+                &self.operator_requests_per_second,
+            )
+            .field(
+                "supervisor_requests_per_second",
+                &self.supervisor_requests_per_second,
+            )
+            .field("max_streams_per_principal", &self.max_streams_per_principal)
+            .finish()
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            public_keys_file: None,
+            audience: "callwarden".into(),
+            issuer: None,
+            max_clock_skew_seconds: 30,
+            switch_keys: Vec::new(),
+            switch_requests_per_second: 20_000,
+            operator_requests_per_second: 10,
+            supervisor_requests_per_second: 100,
+            max_streams_per_principal: 16,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwitchKey {
+    pub switch_id: String,
+    /// `sha256sum` of the key, 64 hex digits.
+    pub key_sha256: String,
+}
+
+/// Privacy (`[privacy]`; `CALLWARDEN_PRIVACY__<KEY>`).
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Keys Redis keys and sealed values: numbers never reach Redis in clear (at least 32
+    /// bytes; every replica the same).
+    pub redis_secret: Option<String>,
+}
+
+impl std::fmt::Debug for PrivacyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivacyConfig")
+            .field("redis_secret", &self.redis_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+impl PrivacyConfig {
+    /// The secret that keys Redis: required, and long enough that its hashes of phone numbers
+    /// cannot be reversed by trying every number.
+    pub fn secret(&self) -> Result<&str, ConfigError> {
+        self.redis_secret
+            .as_deref()
+            .filter(|s| s.len() >= 32)
+            .ok_or(ConfigError::Invalid {
+                key: "privacy.redis_secret",
+                what: "set, at least 32 bytes",
+            })
+    }
+}
+
+impl AuthConfig {
+    /// The token checker this configuration describes; reads the public keys file.
+    pub fn authenticator(&self) -> Result<crate::auth::Authenticator, ConfigError> {
+        let mut public = Vec::new();
+        if let Some(path) = &self.public_keys_file {
+            let pem = std::fs::read_to_string(path).map_err(|_| ConfigError::Invalid {
+                key: "auth.public_keys_file",
+                what: "a readable PEM file",
+            })?;
+            public = crate::auth::public_keys(&pem).ok_or(ConfigError::Invalid {
+                key: "auth.public_keys_file",
+                what: "PEM public keys (RSA for RS256, EC P-256 for ES256)",
+            })?;
+        }
+        let switch_keys = self
+            .switch_keys
+            .iter()
+            .map(|k| (k.key_sha256.to_ascii_lowercase(), k.switch_id.clone()))
+            .collect();
+        use crate::auth::Role;
+        Ok(crate::auth::Authenticator::new(
+            self.hs256_secret.as_deref(),
+            public,
+            &self.audience,
+            self.issuer.as_deref(),
+            self.max_clock_skew_seconds.min(300),
+            switch_keys,
+        )
+        .with_rate(Role::Switch, self.switch_requests_per_second)
+        .with_rate(Role::Operator, self.operator_requests_per_second)
+        .with_rate(Role::Supervisor, self.supervisor_requests_per_second))
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.hs256_secret.is_none() && self.public_keys_file.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "auth.hs256_secret",
+                what: "set (or auth.public_keys_file): without either nobody can sign in",
+            });
+        }
+        if self.hs256_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            return Err(ConfigError::Invalid {
+                key: "auth.hs256_secret",
+                what: "at least 32 bytes",
+            });
+        }
+        if self.audience.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "auth.audience",
+                what: "non-empty",
+            });
+        }
+        for k in &self.switch_keys {
+            let hex_ok =
+                k.key_sha256.len() == 64 && k.key_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+            if !hex_ok || k.switch_id.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "auth.switch_keys",
+                    what: "entries of switch_id and key_sha256 (64 hex digits)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
@@ -188,11 +432,16 @@ impl Default for Config {
             log_format: LogFormat::Plain,
             log_filter: "info".into(),
             shutdown_grace_ms: 10_000,
+            max_message_bytes: 64 * 1024,
+            rpc_timeout_ms: 60_000,
             index_check_interval_ms: 1_000,
             live_call_ttl_seconds: 4 * 3600,
             terminate_announcement: "conduct-terminated".into(),
             warning_announcement: "conduct-warning".into(),
             policy: PolicyConfig::default(),
+            review: ReviewConfig::default(),
+            auth: AuthConfig::default(),
+            privacy: PrivacyConfig::default(),
             lines: Vec::new(),
         }
     }
@@ -216,6 +465,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.line_directory()?;
         self.policy.policy()?;
+        self.review.deadlines()?;
+        self.auth.validate()?;
         if self.redis_key_prefix.is_empty() || self.redis_key_prefix.contains(char::is_whitespace) {
             return Err(ConfigError::Invalid {
                 key: "redis_key_prefix",
@@ -228,6 +479,7 @@ impl Config {
                 what: "at least 1",
             });
         }
+        self.privacy.secret()?;
         Ok(())
     }
 
@@ -261,6 +513,10 @@ impl Config {
 
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn rpc_timeout(&self) -> Duration {
+        Duration::from_millis(self.rpc_timeout_ms.max(100))
     }
 
     pub fn shutdown_grace(&self) -> Duration {
@@ -302,6 +558,14 @@ mod tests {
             jail.set_env("CALLWARDEN_REDIS_URL", "redis://10.0.0.9:6379");
             jail.set_env("CALLWARDEN_CONFIG", "ignored.toml");
             jail.set_env("CALLWARDEN_POLICY__COOLDOWN_SECONDS", "90");
+            jail.set_env(
+                "CALLWARDEN_AUTH__HS256_SECRET",
+                "an-hs256-secret-of-at-least-32-bytes",
+            );
+            jail.set_env(
+                "CALLWARDEN_PRIVACY__REDIS_SECRET",
+                "a-redis-secret-of-at-least-32-bytes!",
+            );
             let config = Config::load(Some(Path::new("callwarden.toml"))).unwrap();
             assert_eq!(config.grpc_addr.port(), 7000);
             assert_eq!(config.redis_url, "redis://10.0.0.9:6379");
@@ -313,8 +577,23 @@ mod tests {
             let chat = LineId::Name("chat-pl".into());
             assert_eq!(dir.policy(&chat).region.to_string(), "PL");
             assert_eq!(config.policy.policy().unwrap().cooldown.num_seconds(), 90);
+            assert!(config.auth.hs256_secret.is_some());
             Ok(())
         });
+    }
+
+    #[test]
+    fn the_redis_secret_is_required_and_at_least_32_bytes() {
+        let privacy = |s: Option<&str>| PrivacyConfig {
+            redis_secret: s.map(Into::into),
+        };
+        for bad in [None, Some(""), Some("0123456789abcdef0123456789abcde")] {
+            let err = privacy(bad).secret().unwrap_err().to_string();
+            assert!(err.contains("privacy.redis_secret"), "{err}");
+        }
+        let good = "0123456789abcdef0123456789abcdef";
+        assert_eq!(privacy(Some(good)).secret().unwrap(), good);
+        assert!(!format!("{:?}", privacy(Some(good))).contains(good));
     }
 
     #[test]

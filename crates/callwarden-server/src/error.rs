@@ -14,6 +14,9 @@ pub enum ApiError {
     /// The request is valid but the state of things forbids it; the message says why.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this (e.g. act under another pseudonym).
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -50,7 +53,16 @@ impl From<ApiError> for Status {
             ApiError::InvalidArgument { .. } => Status::invalid_argument(e.to_string()),
             ApiError::NotFound(_) => Status::not_found(e.to_string()),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
-            ApiError::Storage(StorageError::RuleNotFound(_)) => Status::not_found(e.to_string()),
+            ApiError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+            ApiError::Storage(
+                StorageError::RuleNotFound(_) | StorageError::IncidentNotFound(_),
+            ) => Status::not_found(e.to_string()),
+            ApiError::Storage(StorageError::Transition { .. } | StorageError::Refused(_)) => {
+                Status::failed_precondition(e.to_string())
+            }
+            ApiError::Storage(StorageError::AlreadyExists(_)) => {
+                Status::already_exists(e.to_string())
+            }
             ApiError::Storage(StorageError::RuleAlreadyRemoved(_)) => {
                 Status::failed_precondition(e.to_string())
             }

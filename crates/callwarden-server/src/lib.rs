@@ -1,9 +1,11 @@
 //! The Callwarden service: configuration, the gRPC services, the HTTP side and the composition
 //! root. The `callwarden` binary (`main.rs`) is a thin shell around [`startup::Application`].
 
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod hub;

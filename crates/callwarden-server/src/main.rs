@@ -1,7 +1,10 @@
-//! `callwarden`: `serve` runs the service, `migrate` applies database migrations and exits.
+//! `callwarden`: `serve` runs the service, `migrate` applies database migrations and exits,
+//! `verify` checks the incident chains, `token` mints a development token.
 //! Exit codes: 64 for a configuration error, 69 when a store is unreachable at start-up.
 
+use callwarden_domain::rule::OperatorId;
 use callwarden_server::{
+    auth::{self, Role},
     config::Config,
     startup::{self, Application},
     telemetry,
@@ -32,8 +35,22 @@ enum Command {
     Migrate,
     /// Walk every incident's hash-chained event log; name the first broken link (exit 1).
     Verify,
+    /// Print a development token signed with `auth.hs256_secret` (operators, supervisors,
+    /// admins; switches use API keys).
+    Token {
+        /// operator, supervisor or admin.
+        #[arg(long)]
+        role: String,
+        /// The pseudonym the token speaks for.
+        #[arg(long)]
+        subject: String,
+        /// How long it is valid.
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u32,
+    },
 }
 
+const EX_USAGE: u8 = 64;
 const EX_CONFIG: u8 = 64;
 const EX_UNAVAILABLE: u8 = 69;
 
@@ -46,6 +63,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    if let Some(Command::Token {
+        role,
+        subject,
+        ttl_seconds,
+    }) = &cli.command
+    {
+        return token(&config, role, subject, *ttl_seconds);
+    }
     telemetry::init_tracing(&config);
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     let result = runtime.block_on(async {
@@ -55,6 +80,7 @@ fn main() -> ExitCode {
                 .map(drop)
                 .map_err(anyhow::Error::from),
             Command::Verify => verify(&config).await,
+            Command::Token { .. } => unreachable!("handled before the runtime starts"),
             Command::Serve => match Application::build(config).await {
                 Ok(app) => app.run_until_stopped(shutdown_signal()).await,
                 Err(e) => Err(e.into()),
@@ -72,6 +98,43 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn token(config: &Config, role: &str, subject: &str, ttl_seconds: u32) -> ExitCode {
+    let role = match role.parse::<Role>() {
+        Ok(Role::Switch) => {
+            eprintln!("callwarden: switches use API keys (auth.switch_keys), not tokens");
+            return ExitCode::from(EX_USAGE);
+        }
+        Ok(role) => role,
+        Err(e) => {
+            eprintln!("callwarden: --role: {e}");
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    if let Err(e) = OperatorId::parse(subject) {
+        eprintln!("callwarden: --subject: {e}");
+        return ExitCode::from(EX_USAGE);
+    }
+    let Some(secret) = &config.auth.hs256_secret else {
+        eprintln!(
+            "callwarden: auth.hs256_secret is not set; tokens come from your identity provider"
+        );
+        return ExitCode::from(EX_CONFIG);
+    };
+    let now = chrono::Utc::now().timestamp();
+    println!(
+        "{}",
+        auth::mint(
+            secret,
+            role,
+            subject,
+            &config.auth.audience,
+            now,
+            ttl_seconds.into()
+        )
+    );
+    ExitCode::SUCCESS
 }
 
 async fn verify(config: &Config) -> anyhow::Result<()> {

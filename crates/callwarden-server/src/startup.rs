@@ -3,20 +3,30 @@
 //! shutdown future resolves, then drains within the configured grace.
 
 use crate::{
+    auth::{AuthLayer, Authenticator, StreamSlots},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError},
-    grpc::{blocklist::BlockListService, console::ConsoleService, screening::ScreeningService},
+    feed::IncidentFeed,
+    grpc::{
+        blocklist::BlockListService, console::ConsoleService, review::ReviewService,
+        screening::ScreeningService,
+    },
     http::{self, HttpState},
     hub::CommandHub,
     telemetry,
 };
-use callwarden_domain::{line::LineDirectory, policy::Policy, rule::Effect};
+use callwarden_domain::{incident::Severity, review::IncidentStatus};
+use callwarden_domain::{line::LineDirectory, policy::Policy, review::Deadlines, rule::Effect};
 use callwarden_proto::v1::{
     self as pb, block_list_server::BlockListServer, console_server::ConsoleServer,
-    screening_server::ScreeningServer,
+    review_server::ReviewServer, screening_server::ScreeningServer,
 };
 use callwarden_storage::{
-    IndexConfig, RuleBook, RuleIndex, incidents::IncidentStore, live::LiveState, postgres,
+    IndexConfig, Keyring, RuleBook, RuleIndex, StorageError,
+    incidents::{EventDraft, IncidentStore},
+    live::LiveState,
+    postgres,
+    review::{Plan, RowChange},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
@@ -25,6 +35,10 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+
+/// Replies are bounded by what the service builds (pages of at most 1000 rules or 200
+/// incidents); this only guards against a bug producing an unbounded one.
+const MAX_REPLY_BYTES: usize = 16 * 1024 * 1024;
 
 /// How often the `callwarden_rules` and `callwarden_commands_pending` gauges are recounted.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
@@ -102,6 +116,8 @@ pub struct Application {
     live: LiveState,
     incidents: IncidentStore,
     policy: Policy,
+    deadlines: Deadlines,
+    auth: Arc<Authenticator>,
     lines: Arc<LineDirectory>,
     clock: Arc<dyn Clock>,
     metrics: PrometheusHandle,
@@ -117,6 +133,8 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let lines = Arc::new(config.line_directory()?);
+        // Built once: every Redis key derived from a number is keyed by it, on every replica alike.
+        let keyring = Keyring::new(config.privacy.secret()?.as_bytes());
         // Redis first: a start-up that fails on it then leaves no database behind.
         let (redis_client, redis) =
             callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
@@ -131,6 +149,7 @@ impl Application {
             IndexConfig {
                 key_prefix: config.redis_key_prefix.clone(),
             },
+            keyring.clone(),
         );
         let rules = RuleBook::new(pg.clone(), index);
         let live = LiveState::new(
@@ -138,9 +157,12 @@ impl Application {
             redis_client,
             &config.redis_key_prefix,
             config.live_call_ttl(),
+            keyring,
         );
         let incidents = IncidentStore::new(pg.clone(), rules.clone());
         let policy = config.policy.policy()?;
+        let deadlines = config.review.deadlines()?;
+        let auth = Arc::new(config.auth.authenticator()?);
         let bind = |addr: SocketAddr, variable| async move {
             TcpListener::bind(addr)
                 .await
@@ -162,6 +184,8 @@ impl Application {
             live,
             incidents,
             policy,
+            deadlines,
+            auth,
             lines,
             clock,
             metrics: telemetry::metrics_handle(),
@@ -201,6 +225,7 @@ impl Application {
             .set_serving::<BlockListServer<BlockListService>>()
             .await;
         health.set_serving::<ConsoleServer<ConsoleService>>().await;
+        health.set_serving::<ReviewServer<ReviewService>>().await;
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -208,11 +233,26 @@ impl Application {
         };
         let hub = Arc::new(CommandHub::default());
         let feed = tokio::spawn(hub.clone().run(self.live.clone(), token.clone()));
+        let changes = IncidentFeed::default();
+        let changes_task = tokio::spawn(changes.clone().run(self.pg.clone(), token.clone()));
+        let max_message = self.config.max_message_bytes;
+        let streams = StreamSlots::new(self.config.auth.max_streams_per_principal);
+        macro_rules! limit {
+            ($server:expr) => {
+                $server
+                    .max_decoding_message_size(max_message)
+                    .max_encoding_message_size(MAX_REPLY_BYTES)
+            };
+        }
         let grpc = tonic::transport::Server::builder()
+            // Bounds a handler (for streams: until the stream is handed back), so a stuck
+            // store cannot hold a request forever; clients' own grpc-timeout is honoured too.
+            .timeout(self.config.rpc_timeout())
+            .layer(AuthLayer::new(self.auth.clone()))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(ScreeningServer::new(ScreeningService {
+            .add_service(limit!(ScreeningServer::new(ScreeningService {
                 rules: self.rules.clone(),
                 live: self.live.clone(),
                 incidents: self.incidents.clone(),
@@ -221,20 +261,31 @@ impl Application {
                 clock: self.clock.clone(),
                 recent_window: self.policy.recent_window,
                 shutdown: token.clone(),
-            }))
-            .add_service(ConsoleServer::new(ConsoleService {
+                streams: streams.clone(),
+            })))
+            .add_service(limit!(ConsoleServer::new(ConsoleService {
                 live: self.live.clone(),
                 incidents: self.incidents.clone(),
                 policy: self.policy.clone(),
+                deadlines: self.deadlines,
                 clock: self.clock.clone(),
                 terminate_announcement: self.config.terminate_announcement.clone(),
                 warning_announcement: self.config.warning_announcement.clone(),
-            }))
-            .add_service(BlockListServer::new(BlockListService {
+            })))
+            .add_service(limit!(ReviewServer::new(ReviewService {
+                incidents: self.incidents.clone(),
+                lines: self.lines.clone(),
+                deadlines: self.deadlines,
+                clock: self.clock.clone(),
+                feed: changes,
+                shutdown: token.clone(),
+                streams: streams.clone(),
+            })))
+            .add_service(limit!(BlockListServer::new(BlockListService {
                 rules: self.rules.clone(),
                 lines: self.lines.clone(),
                 clock: self.clock.clone(),
-            }))
+            })))
             .serve_with_incoming_shutdown(
                 // Without NODELAY small replies wait on delayed ACKs: a 40 ms p99.
                 TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
@@ -261,6 +312,12 @@ impl Application {
             self.config.index_check_interval(),
             token.clone(),
         ));
+        let escalation = tokio::spawn(escalate_overdue(
+            self.incidents.clone(),
+            self.clock.clone(),
+            self.config.review.escalation_check_interval(),
+            token.clone(),
+        ));
 
         let grace = self.config.shutdown_grace();
         let serve = async {
@@ -277,7 +334,9 @@ impl Application {
         }
         token.cancel();
         maintenance.await?;
+        escalation.await?;
         feed.await?;
+        changes_task.await?;
         self.pg.close().await;
         tracing::info!("stopped");
         Ok(())
@@ -300,6 +359,13 @@ impl Maintained {
     ) -> Result<(), callwarden_storage::StorageError> {
         if self.live.flags_ready().await? {
             return Ok(());
+        }
+        let dropped = self.live.drop_clear_flags().await?;
+        if dropped > 0 {
+            tracing::info!(
+                keys = dropped,
+                "dropped recent incident keys named in clear"
+            );
         }
         let recent = self
             .incidents
@@ -326,6 +392,32 @@ impl Maintained {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not count rules"),
+        }
+        match self.incidents.count_overdue(now).await {
+            Ok(counts) => {
+                for severity in Severity::ALL {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == severity.as_str())
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!("callwarden_incidents_overdue", "severity" => severity.as_str())
+                        .set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count overdue incidents"),
+        }
+        match self.incidents.count_active().await {
+            Ok(counts) => {
+                for status in IncidentStatus::ACTIVE {
+                    let n = counts
+                        .iter()
+                        .find(|(s, _)| s == status.as_str())
+                        .map_or(0, |(_, n)| *n);
+                    metrics::gauge!("callwarden_incidents_active", "status" => status.as_str())
+                        .set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count incidents under review"),
         }
         match self.live.pending_count().await {
             Ok(n) => metrics::gauge!("callwarden_commands_pending").set(n as f64),
@@ -358,6 +450,65 @@ async fn maintain(
                 }
             }
             _ = gauge_tick.tick() => state.gauges(clock.now()).await,
+        }
+    }
+}
+
+/// Escalates each OPEN critical incident past its deadline, once (the store re-checks under the
+/// incident's lock, so replicas racing for the same incident escalate it once), until shutdown.
+async fn escalate_overdue(
+    incidents: IncidentStore,
+    clock: Arc<dyn Clock>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = clock.now();
+        let due = match incidents.due_for_escalation(now, 100).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for overdue critical incidents");
+                continue;
+            }
+        };
+        for id in due {
+            let escalated = incidents
+                .change(id, now, |current| {
+                    let due = current.status == IncidentStatus::Open
+                        && current.severity == Severity::Critical
+                        && current.deadline < now
+                        && current.deadline_escalated_at.is_none();
+                    if !due {
+                        return Err(StorageError::Refused("no longer due".into()));
+                    }
+                    Ok(Plan {
+                        transition: None,
+                        row: RowChange::Escalated,
+                        events: vec![EventDraft::system(
+                            "deadline_escalated",
+                            serde_json::json!({
+                                "deadline": current.deadline.to_rfc3339(),
+                                "severity": current.severity.as_str(),
+                                "overdue_seconds": (now - current.deadline).num_seconds(),
+                            }),
+                        )],
+                        block: None,
+                    })
+                })
+                .await;
+            match escalated {
+                Ok(_) => {
+                    metrics::counter!("callwarden_incident_escalations_total").increment(1);
+                    tracing::warn!(incident_id = %id, "unacknowledged critical incident past its deadline escalated");
+                }
+                Err(StorageError::Refused(_)) => {}
+                Err(e) => tracing::warn!(error = %e, incident_id = %id, "could not escalate"),
+            }
         }
     }
 }

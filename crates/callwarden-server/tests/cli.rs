@@ -13,6 +13,15 @@ fn callwarden(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd.args(args)
         .env_remove("CALLWARDEN_CONFIG")
         .env("CALLWARDEN_LOG_FILTER", "warn")
+        // The two required secrets; a test that wants one missing removes it.
+        .env(
+            "CALLWARDEN_AUTH__HS256_SECRET",
+            "cli-test-hs256-secret-0123456789abcdef",
+        )
+        .env(
+            "CALLWARDEN_PRIVACY__REDIS_SECRET",
+            "cli-test-redis-secret-0123456789abcdef",
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (k, v) in env {
@@ -39,6 +48,54 @@ fn a_configuration_error_exits_64_naming_the_key() {
     assert!(stderr.to_lowercase().contains("default_region"), "{stderr}");
 
     let out = callwarden(&["serve", "--config", "/nonexistent/callwarden.toml"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+}
+
+#[test]
+fn without_its_secrets_the_service_does_not_start_and_says_which() {
+    let out = callwarden(&["serve"], &[])
+        .env_remove("CALLWARDEN_AUTH__HS256_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("auth.hs256_secret"), "{err}");
+    let out = callwarden(&["serve"], &[])
+        .env_remove("CALLWARDEN_PRIVACY__REDIS_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("privacy.redis_secret"), "{err}");
+}
+
+#[test]
+fn token_mints_a_token_the_service_accepts_and_refuses_switches() {
+    let out = callwarden(
+        &["token", "--role", "supervisor", "--subject", "sup-1"],
+        &[],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap();
+    let auth = callwarden_server::config::AuthConfig {
+        hs256_secret: Some("cli-test-hs256-secret-0123456789abcdef".into()),
+        ..Default::default()
+    }
+    .authenticator()
+    .unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::AUTHORIZATION,
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let who = auth.authenticate(&headers).unwrap();
+    assert_eq!(who.subject, "sup-1");
+    assert_eq!(who.role, callwarden_server::auth::Role::Supervisor);
+    let out = callwarden(&["token", "--role", "switch", "--subject", "sw-1"], &[])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(64));

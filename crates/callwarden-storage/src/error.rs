@@ -1,6 +1,7 @@
 //! The storage layer's one error type; the server maps it to gRPC statuses in one place.
 
-use callwarden_domain::rule::RuleId;
+use callwarden_domain::{review::InvalidTransition, rule::RuleId};
+use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -12,6 +13,17 @@ pub enum StorageError {
     RuleNotFound(RuleId),
     #[error("rule {0} was already removed")]
     RuleAlreadyRemoved(RuleId),
+    #[error("incident {0} not found")]
+    IncidentNotFound(Uuid),
+    /// The incident's state does not allow the change; the message names the state.
+    #[error("incident {id}: {source}")]
+    Transition { id: Uuid, source: InvalidTransition },
+    /// The incident cannot take this change for another reason (the message says which).
+    #[error("{0}")]
+    Refused(String),
+    /// The same thing was attached before, differently.
+    #[error("{0}")]
+    AlreadyExists(String),
     /// A stored row that this version cannot read: a bug or a hand edit, never user input.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 #[derive(Clone)]
 pub struct IncidentStore {
-    pg: PgPool,
-    rules: RuleBook,
+    pub(crate) pg: PgPool,
+    pub(crate) rules: RuleBook,
 }
 
 /// A report, as the console sent it and the service completed it.
@@ -39,6 +39,8 @@ pub struct NewIncident {
     pub debrief: bool,
     pub escalated: bool,
     pub needs_attention: bool,
+    /// When a supervisor's decision is due.
+    pub deadline: DateTime<Utc>,
 }
 
 /// An event to append; its place in the chain is computed on insert.
@@ -169,8 +171,9 @@ impl IncidentStore {
         let inserted = sqlx::query(
             "INSERT INTO incidents (id, request_id, call_id, switch_id, line, caller_e164, reporter, \
                  anonymous, category, severity, note, block_choice, source, debrief_requested, \
-                 escalated, needs_attention, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+                 escalated, needs_attention, created_at, deadline_at, reporter_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18, $19) \
              ON CONFLICT (request_id) DO NOTHING",
         )
         .bind(id)
@@ -190,6 +193,8 @@ impl IncidentStore {
         .bind(incident.escalated)
         .bind(incident.needs_attention)
         .bind(at)
+        .bind(incident.deadline.trunc_subsecs(6))
+        .bind(incident.anonymous.then(sealed_reference))
         .execute(&mut *tx)
         .await?;
         if inserted.rows_affected() == 0 {
@@ -234,21 +239,9 @@ impl IncidentStore {
         events: Vec<EventDraft>,
     ) -> Result<(), StorageError> {
         let mut tx = self.pg.begin().await?;
-        let locked: Option<(Uuid,)> =
-            sqlx::query_as("SELECT id FROM incidents WHERE id = $1 FOR UPDATE")
-                .bind(incident_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if locked.is_none() {
-            return Err(StorageError::Internal(format!("no incident {incident_id}")));
-        }
-        let last: Option<(i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, hash FROM incident_events WHERE incident_id = $1 ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(incident_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (seq, prev) = last.unwrap_or((0, GENESIS.to_vec()));
+        let (seq, prev) = lock_head(&mut tx, incident_id)
+            .await?
+            .ok_or(StorageError::IncidentNotFound(incident_id))?;
         append_in(&mut tx, incident_id, at.trunc_subsecs(6), prev, seq, events).await?;
         tx.commit().await?;
         Ok(())
@@ -410,7 +403,31 @@ pub async fn verify(pg: &PgPool) -> Result<Result<ChainReport, ChainBreak>, Stor
     Ok(Ok(report))
 }
 
-async fn append_in(
+/// A random reference that stands for an anonymous reporter: it links to nobody.
+fn sealed_reference() -> String {
+    format!("sealed-{}", &Uuid::new_v4().simple().to_string()[..16])
+}
+
+/// Locks an incident for appending; its chain head (events so far, newest hash).
+pub(crate) async fn lock_head(
+    tx: &mut Transaction<'static, Postgres>,
+    incident_id: Uuid,
+) -> Result<Option<(i32, Vec<u8>)>, sqlx::Error> {
+    let head: Option<(i32, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT version, chain_hash FROM incidents WHERE id = $1 FOR UPDATE")
+            .bind(incident_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(head.map(|(seq, hash)| (seq, hash.unwrap_or_else(|| GENESIS.to_vec()))))
+}
+
+/// Where every change to an incident is announced (Postgres NOTIFY, delivered on commit):
+/// "<incident id> <event kind>".
+pub const CHANGES_CHANNEL: &str = "callwarden_incidents";
+
+/// Appends events after the chain head `(seq, prev)` (held locked by the caller), moves the
+/// head on the incident row and announces the change as the first event's kind.
+pub(crate) async fn append_in(
     tx: &mut Transaction<'static, Postgres>,
     incident_id: Uuid,
     at: DateTime<Utc>,
@@ -418,6 +435,9 @@ async fn append_in(
     mut seq: i32,
     events: Vec<EventDraft>,
 ) -> Result<(), sqlx::Error> {
+    let Some(change) = events.first().map(|e| e.kind) else {
+        return Ok(());
+    };
     for e in events {
         seq += 1;
         let hash = ChainEvent {
@@ -445,5 +465,16 @@ async fn append_in(
         .await?;
         prev = hash.to_vec();
     }
+    sqlx::query("UPDATE incidents SET version = $2, chain_hash = $3 WHERE id = $1")
+        .bind(incident_id)
+        .bind(seq)
+        .bind(&prev)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANGES_CHANNEL)
+        .bind(format!("{incident_id} {change}"))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -5,7 +5,15 @@
 //!
 //! Redis may keep nothing on disk: a missing ready marker means the index is empty or partial
 //! and must be rebuilt from Postgres (see [`crate::RuleBook::rebuild`]).
+//!
+//! No number is stored in clear: a slot's key is the keyed hash of its scope and pattern
+//! ([`slot_key`]), and its value holds only rule ids, effects and expiries. The ready marker
+//! holds the fingerprint of the secret the index was built with: a replica trusts the index only
+//! when it is its own secret's, and a rebuild or a write by a replica with another secret
+//! withdraws it, so replicas that disagree about the secret answer from Postgres instead of
+//! missing rules they cannot see.
 
+use crate::privacy::Keyring;
 use callwarden_domain::{
     phone::E164,
     rule::{Effect, Pattern, RuleId, RuleMatch, Scope},
@@ -25,27 +33,71 @@ pub struct IndexConfig {
 pub struct RuleIndex {
     conn: ConnectionManager,
     prefix: Arc<str>,
+    keyring: Keyring,
+}
+
+/// Withdraws the ready marker unless it is this secret's (KEYS[1] the marker, ARGV[1] the
+/// fingerprint): sent before every index write, so a replica with another secret stops trusting
+/// an index that no longer has every rule it would need.
+const WITHDRAW_FOREIGN_MARKER: &str = r"
+local m = redis.call('GET', KEYS[1])
+if m and string.sub(m, 1, #ARGV[1] + 1) ~= ARGV[1] .. ' ' then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+";
+
+/// The Redis key of the index slot of (`scope`, `pattern`) under `prefix`:
+/// `{prefix}:r:{scope}:{keyed hash of the pattern}`, the scope being `g` (global), or `l` (a
+/// line) or `o` (an operator) and the keyed hash of the line or pseudonym.
+pub fn slot_key(prefix: &str, keyring: &Keyring, scope: &Scope, pattern: &str) -> String {
+    slot_key_of(
+        prefix,
+        &scope_part(keyring, scope),
+        &pattern_part(keyring, pattern),
+    )
+}
+
+fn scope_part(keyring: &Keyring, scope: &Scope) -> String {
+    match scope {
+        Scope::Global => "g".to_owned(),
+        Scope::Line(line) => format!("l:{}", keyring.name("line", &[&line.to_string()])),
+        Scope::Operator(op) => format!("o:{}", keyring.name("operator", &[op.as_str()])),
+    }
+}
+
+fn pattern_part(keyring: &Keyring, pattern: &str) -> String {
+    keyring.name("pattern", &[pattern])
+}
+
+fn slot_key_of(prefix: &str, scope_part: &str, pattern_part: &str) -> String {
+    format!("{prefix}:r:{scope_part}:{pattern_part}")
 }
 
 impl RuleIndex {
-    pub fn new(conn: ConnectionManager, config: IndexConfig) -> Self {
+    pub fn new(conn: ConnectionManager, config: IndexConfig, keyring: Keyring) -> Self {
         Self {
             conn,
             prefix: config.key_prefix.into(),
+            keyring,
         }
     }
 
     fn slot_key(&self, scope: &Scope, pattern: &str) -> String {
-        let kind = match scope {
-            Scope::Global => 'g',
-            Scope::Line(_) => 'l',
-            Scope::Operator(_) => 'o',
-        };
-        format!("{}:r:{kind}:{}:{pattern}", self.prefix, scope.value())
+        slot_key(&self.prefix, &self.keyring, scope, pattern)
     }
 
+    /// Holds `{fingerprint} {built at}` once the index is complete.
     fn ready_key(&self) -> String {
         format!("{}:meta:ready", self.prefix)
+    }
+
+    /// Whether a ready marker's value says the index was built with this replica's secret.
+    fn is_ours(&self, marker: Option<&str>) -> bool {
+        marker
+            .and_then(|m| m.strip_prefix(self.keyring.fingerprint()))
+            .is_some_and(|rest| rest.starts_with(' '))
     }
 
     fn lock_key(&self) -> String {
@@ -65,11 +117,17 @@ impl RuleIndex {
         let candidates: Vec<String> = number
             .map(|n| Pattern::candidates(n).collect())
             .unwrap_or_default();
+        // One keyed hash per candidate and one per scope, not one per pair.
+        let hashed: Vec<String> = candidates
+            .iter()
+            .map(|p| pattern_part(&self.keyring, p))
+            .collect();
         let mut keys = Vec::with_capacity(1 + extra_keys.len() + candidates.len() * scopes.len());
         keys.push(self.ready_key());
         keys.extend_from_slice(extra_keys);
         for scope in scopes {
-            keys.extend(candidates.iter().map(|p| self.slot_key(scope, p)));
+            let scope = scope_part(&self.keyring, scope);
+            keys.extend(hashed.iter().map(|p| slot_key_of(&self.prefix, &scope, p)));
         }
         let mut pipe = redis::pipe();
         pipe.cmd("MGET").arg(&keys);
@@ -81,7 +139,7 @@ impl RuleIndex {
         if number.is_none() {
             return Ok((Some(Vec::new()), extras));
         }
-        if values[0].is_none() {
+        if !self.is_ours(values[0].as_deref()) {
             return Ok((None, extras));
         }
         let mut found = Vec::new();
@@ -107,6 +165,12 @@ impl RuleIndex {
             return Ok(());
         }
         let mut pipe = redis::pipe();
+        pipe.cmd("EVAL")
+            .arg(WITHDRAW_FOREIGN_MARKER)
+            .arg(1)
+            .arg(self.ready_key())
+            .arg(self.keyring.fingerprint())
+            .ignore();
         for ((scope, pattern), rules) in slots {
             let key = self.slot_key(scope, &pattern.to_string());
             match encode(rules) {
@@ -124,19 +188,38 @@ impl RuleIndex {
         pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
+    /// Whether the index is complete and built with this replica's secret.
     pub async fn is_ready(&self) -> Result<bool, redis::RedisError> {
-        self.conn.clone().exists(self.ready_key()).await
+        let marker: Option<String> = self.conn.clone().get(self.ready_key()).await?;
+        let ours = self.is_ours(marker.as_deref());
+        match marker {
+            Some(m) if !ours && m.contains(' ') => tracing::warn!(
+                fingerprint = self.keyring.fingerprint(),
+                "the index was built with another privacy.redis_secret (do the replicas \
+                 disagree?); rebuilding it with this one"
+            ),
+            Some(_) if !ours => {
+                tracing::info!("the index predates keyed names; rebuilding it");
+            }
+            _ => {}
+        }
+        Ok(ours)
     }
 
     pub async fn mark_ready(&self, built_at: DateTime<Utc>) -> Result<(), redis::RedisError> {
-        self.conn
-            .clone()
-            .set(self.ready_key(), built_at.to_rfc3339())
-            .await
+        let value = format!("{} {}", self.keyring.fingerprint(), built_at.to_rfc3339());
+        self.conn.clone().set(self.ready_key(), value).await
     }
 
-    /// Drops every slot key, so a rebuild does not leave removed rules behind. It scans the
-    /// whole keyspace, which is cheap in the usual case: Redis came back empty.
+    /// Withdraws the ready marker, whoever set it: checks answer from Postgres until the index
+    /// is marked ready again.
+    pub async fn unmark_ready(&self) -> Result<(), redis::RedisError> {
+        self.conn.clone().del(self.ready_key()).await
+    }
+
+    /// Drops every slot key, so a rebuild does not leave removed rules behind (nor the slots of
+    /// another secret, nor those written in clear before keyed names). It scans the whole
+    /// keyspace, which is cheap in the usual case: Redis came back empty.
     pub async fn clear(&self) -> Result<(), redis::RedisError> {
         let mut conn = self.conn.clone();
         let pattern = format!("{}:r:*", self.prefix);

@@ -7,10 +7,13 @@ pub mod incidents;
 mod index;
 pub mod live;
 pub mod postgres;
+pub mod privacy;
+pub mod review;
 mod rules;
 
 pub use error::StorageError;
-pub use index::{IndexConfig, RuleIndex};
+pub use index::{IndexConfig, RuleIndex, slot_key};
+pub use privacy::Keyring;
 pub use rules::{Import, RuleBook, RuleFilter, RulePage, Screened};
 
 /// Connects to Redis with bounded connection and response times, reconnecting on its own. The

@@ -5,9 +5,14 @@
 //! Keys (under the deployment's prefix): `call:{call}` (hash, TTL), `cmd:{switch}` (pending
 //! commands by id), `cmdn:{switch}` (deliveries by id), `cmddone:{switch}` (commands of ended
 //! calls, still acknowledgeable), `cmds-pending` (a counter),
-//! `cool:{operator}` (cooldown end, TTL), `flags:{e164}` (recent incident times, TTL); channel
-//! `cmdch:{switch}`.
+//! `cool:{operator}` (cooldown end, TTL), `flags:{keyed hash of the e164}` (recent incident
+//! times, TTL), `meta:flags-ready:{fingerprint}`; channel `cmdch:{switch}`.
+//!
+//! No number is stored in clear (see [`crate::privacy`]): a call's line and caller are sealed
+//! together (`parties`), bound to the call, and the recent incidents of a caller are found by
+//! the keyed hash of the number.
 
+use crate::privacy::Keyring;
 use callwarden_domain::call::{Command, CommandKind, LiveCall};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
@@ -21,6 +26,7 @@ pub struct LiveState {
     prefix: Arc<str>,
     /// How long a call stays live without being ended (switches that never report ENDED).
     call_ttl: Duration,
+    keyring: Keyring,
 }
 
 /// Whether [`LiveState::issue`] sent a new command.
@@ -103,12 +109,14 @@ impl LiveState {
         client: redis::Client,
         prefix: &str,
         call_ttl: Duration,
+        keyring: Keyring,
     ) -> Self {
         Self {
             conn,
             client,
             prefix: prefix.into(),
             call_ttl,
+            keyring,
         }
     }
 
@@ -133,8 +141,13 @@ impl LiveState {
     pub fn cooldown_key(&self, operator: &str) -> String {
         format!("{}:cool:{operator}", self.prefix)
     }
+    /// The key of `caller`'s recent incidents (E.164): named by the keyed hash of the number.
     pub fn flags_key(&self, caller: &str) -> String {
-        format!("{}:flags:{caller}", self.prefix)
+        format!(
+            "{}:flags:{}",
+            self.prefix,
+            self.keyring.name("flags", &[caller])
+        )
     }
 
     /// Adds the registration of a newly checked call to a pipeline (CheckCall sends it with
@@ -145,10 +158,11 @@ impl LiveState {
             .arg(&key)
             .arg("switch")
             .arg(&call.switch_id)
-            .arg("line")
-            .arg(&call.line)
-            .arg("caller")
-            .arg(call.caller.as_deref().unwrap_or(""))
+            .arg("parties")
+            .arg(self.keyring.seal(
+                &parties_context(&call.call_id),
+                &format!("{}\n{}", call.line, call.caller.as_deref().unwrap_or("")),
+            ))
             .arg("checked_at")
             .arg(call.checked_at.timestamp_millis())
             .ignore()
@@ -159,7 +173,7 @@ impl LiveState {
     pub async fn call(&self, call_id: &str) -> Result<Option<LiveCall>, redis::RedisError> {
         let fields: HashMap<String, String> =
             self.conn.clone().hgetall(self.call_key(call_id)).await?;
-        Ok(parse_call(call_id, &fields))
+        self.parse_call(call_id, fields)
     }
 
     /// Records who answered. `None` if the call is not live.
@@ -180,7 +194,7 @@ impl LiveState {
         .arg(at.timestamp_millis())
         .invoke_async(&mut self.conn.clone())
         .await?;
-        Ok(parse_call(call_id, &fields))
+        self.parse_call(call_id, fields)
     }
 
     /// Records the end of a call and drops its pending commands. `None` if it is not live.
@@ -199,7 +213,7 @@ impl LiveState {
         .arg(at.timestamp_millis())
         .invoke_async(&mut self.conn.clone())
         .await?;
-        let Some(call) = parse_call(call_id, &fields) else {
+        let Some(call) = self.parse_call(call_id, fields)? else {
             return Ok(None);
         };
         redis::Script::new(DISCARD_CALL)
@@ -319,13 +333,45 @@ impl LiveState {
         Ok(cooldown_until(v.as_deref(), now))
     }
 
+    /// Per secret: the keys of another secret's replicas are no use to this one.
     fn flags_ready_key(&self) -> String {
-        format!("{}:meta:flags-ready", self.prefix)
+        format!(
+            "{}:meta:flags-ready:{}",
+            self.prefix,
+            self.keyring.fingerprint()
+        )
     }
 
-    /// Whether the recent-incident keys exist in this Redis (they are lost with it).
+    /// Whether the recent-incident keys of this secret exist in this Redis (they are lost with
+    /// it).
     pub async fn flags_ready(&self) -> Result<bool, redis::RedisError> {
         self.conn.clone().exists(self.flags_ready_key()).await
+    }
+
+    /// Drops recent-incident keys named by the number in clear (`flags:+{digits}`), as versions
+    /// before keyed names wrote them; returns how many. Run before the counts are restored.
+    pub async fn drop_clear_flags(&self) -> Result<usize, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let pattern = format!("{}:flags:+*", self.prefix);
+        let (mut cursor, mut dropped) = (0u64, 0usize);
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(10_000)
+                .query_async(&mut conn)
+                .await?;
+            if !keys.is_empty() {
+                dropped += keys.len();
+                conn.unlink::<_, ()>(keys).await?;
+            }
+            if next == 0 {
+                return Ok(dropped);
+            }
+            cursor = next;
+        }
     }
 
     pub async fn mark_flags_ready(&self) -> Result<(), redis::RedisError> {
@@ -411,19 +457,54 @@ fn parse_millis(s: &str) -> Option<DateTime<Utc>> {
     s.parse().ok().and_then(DateTime::from_timestamp_millis)
 }
 
-fn parse_call(call_id: &str, f: &HashMap<String, String>) -> Option<LiveCall> {
-    let get = |k: &str| f.get(k).filter(|v| !v.is_empty());
-    Some(LiveCall {
-        call_id: call_id.to_owned(),
-        switch_id: get("switch")?.clone(),
-        line: get("line")?.clone(),
-        caller: get("caller").cloned(),
-        checked_at: get("checked_at").and_then(|v| parse_millis(v))?,
-        operator: get("operator").cloned(),
-        answered_at: get("answered_at").and_then(|v| parse_millis(v)),
-        ended_at: get("ended_at").and_then(|v| parse_millis(v)),
-        terminate: get("terminate").and_then(|v| decode_command(v)),
-    })
+/// What a call's sealed `parties` are bound to: sealed for one call, they open for no other.
+fn parties_context(call_id: &str) -> String {
+    format!("call\0{call_id}\0parties")
+}
+
+impl LiveState {
+    /// A call's hash as stored (`None` if it is not there or incomplete). Its line and caller
+    /// are sealed together in `parties` (`{line}\n{caller}`, the caller empty when withheld);
+    /// hashes written in clear by versions before sealing (`line`, `caller`) are read as they
+    /// are, and expire with their calls. Parties that cannot be opened (sealed with another
+    /// secret) are an error: the call's caller and line are unknown, and nothing may be
+    /// recorded about it.
+    fn parse_call(
+        &self,
+        call_id: &str,
+        mut f: HashMap<String, String>,
+    ) -> Result<Option<LiveCall>, redis::RedisError> {
+        if let Some(sealed) = f.remove("parties") {
+            let parties = self
+                .keyring
+                .open(&parties_context(call_id), &sealed)
+                .map_err(|e| {
+                    redis::RedisError::from((
+                        redis::ErrorKind::Parse,
+                        "live call unreadable",
+                        format!("call {call_id:?}: {e}"),
+                    ))
+                })?;
+            let (line, caller) = parties.split_once('\n').unwrap_or((&parties, ""));
+            f.insert("line".into(), line.into());
+            f.insert("caller".into(), caller.into());
+        }
+        let get = |k: &str| f.get(k).filter(|v| !v.is_empty());
+        let call = (|| {
+            Some(LiveCall {
+                call_id: call_id.to_owned(),
+                switch_id: get("switch")?.clone(),
+                line: get("line")?.clone(),
+                caller: get("caller").cloned(),
+                checked_at: get("checked_at").and_then(|v| parse_millis(v))?,
+                operator: get("operator").cloned(),
+                answered_at: get("answered_at").and_then(|v| parse_millis(v)),
+                ended_at: get("ended_at").and_then(|v| parse_millis(v)),
+                terminate: get("terminate").and_then(|v| decode_command(v)),
+            })
+        })();
+        Ok(call)
+    }
 }
 
 pub(crate) fn encode_command(c: &Command) -> String {

@@ -358,6 +358,24 @@ impl RuleBook {
             .collect()
     }
 
+    /// The rules in force for `number` now, in every scope: what a reviewer needs to see.
+    pub async fn active_for(
+        &self,
+        number: &E164,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Rule>, StorageError> {
+        let patterns: Vec<String> = Pattern::candidates(number).collect();
+        let rows: Vec<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {RULE_COLUMNS} FROM rules WHERE pattern = ANY($1) AND removed_at IS NULL \
+               AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at, id"
+        )))
+        .bind(&patterns)
+        .bind(now)
+        .fetch_all(&self.pg)
+        .await?;
+        rows.into_iter().map(Rule::try_from).collect()
+    }
+
     /// Active rules by effect, for the rules gauge.
     pub async fn count_active(
         &self,
@@ -445,6 +463,9 @@ impl RuleBook {
     async fn rebuild_locked(&self, now: DateTime<Utc>) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
         tracing::info!("rebuilding the rule index from Postgres");
+        // Withdraw the marker first: a replica that trusted it (one with another secret, or a
+        // caller of `rebuild` while the index was ready) must not read slots being cleared.
+        self.index.unmark_ready().await?;
         self.index.clear().await?;
         let rows = sqlx::query_as::<_, SlotRow>(
             "SELECT pattern, scope_kind, scope_value, id, effect, expires_at FROM rules \

@@ -1,7 +1,7 @@
 //! `callwarden.v1.BlockList`: adding, importing, removing and reading rules.
 
 use super::convert;
-use crate::{clock::Clock, error::ApiError};
+use crate::{auth, clock::Clock, error::ApiError};
 use callwarden_domain::{line::LineDirectory, rule::RuleId};
 use callwarden_proto::v1::{self as pb, block_list_server};
 use callwarden_storage::{RuleBook, RuleFilter};
@@ -38,7 +38,11 @@ fn pattern_prefix(value: &str) -> Result<String, ApiError> {
 }
 
 impl BlockListService {
-    async fn import(&self, mut stream: Streaming<pb::AddRuleRequest>) -> Result<u64, Status> {
+    async fn import(
+        &self,
+        who: Option<auth::Principal>,
+        mut stream: Streaming<pb::AddRuleRequest>,
+    ) -> Result<u64, Status> {
         let mut import = self
             .rules
             .begin_import(self.clock.now())
@@ -48,7 +52,15 @@ impl BlockListService {
         // An error returns early and drops `import`, which rolls the whole import back.
         while let Some(message) = stream.next().await {
             n += 1;
-            let rule = convert::new_rule(&message?, &self.lines).map_err(|e| e.in_message(n))?;
+            let mut message = message?;
+            message.created_by = auth::acting_as(
+                who.as_ref(),
+                auth::Role::Supervisor,
+                "created_by",
+                &message.created_by,
+            )
+            .map_err(|e| e.in_message(n))?;
+            let rule = convert::new_rule(&message, &self.lines).map_err(|e| e.in_message(n))?;
             import.add(rule).await.map_err(ApiError::from)?;
         }
         let imported = import.commit().await.map_err(ApiError::from)?;
@@ -81,7 +93,15 @@ impl block_list_server::BlockList for BlockListService {
         &self,
         request: Request<pb::AddRuleRequest>,
     ) -> Result<Response<pb::Rule>, Status> {
-        let rule = convert::new_rule(request.get_ref(), &self.lines)?;
+        let who = auth::principal(&request);
+        let mut req = request.into_inner();
+        req.created_by = auth::acting_as(
+            who.as_ref(),
+            auth::Role::Supervisor,
+            "created_by",
+            &req.created_by,
+        )?;
+        let rule = convert::new_rule(&req, &self.lines)?;
         let rule = self
             .rules
             .add(rule, self.clock.now())
@@ -95,7 +115,8 @@ impl block_list_server::BlockList for BlockListService {
         &self,
         request: Request<Streaming<pb::AddRuleRequest>>,
     ) -> Result<Response<pb::ImportRulesResponse>, Status> {
-        let imported = self.import(request.into_inner()).await?;
+        let who = auth::principal(&request);
+        let imported = self.import(who, request.into_inner()).await?;
         Ok(Response::new(pb::ImportRulesResponse { imported }))
     }
 
@@ -103,9 +124,16 @@ impl block_list_server::BlockList for BlockListService {
         &self,
         request: Request<pb::RemoveRuleRequest>,
     ) -> Result<Response<pb::Rule>, Status> {
+        let who = auth::principal(&request);
         let req = request.into_inner();
         let id = rule_id("id", &req.id)?;
-        let removed_by = convert::actor("removed_by", &req.removed_by)?;
+        let removed_by = auth::acting_as(
+            who.as_ref(),
+            auth::Role::Supervisor,
+            "removed_by",
+            &req.removed_by,
+        )?;
+        let removed_by = convert::actor("removed_by", &removed_by)?;
         let rule = self
             .rules
             .remove(id, &removed_by, self.clock.now())

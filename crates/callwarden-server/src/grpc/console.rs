@@ -2,12 +2,13 @@
 //! product: the TERMINATE goes out first, then the incident is written.
 
 use super::convert;
-use crate::{clock::Clock, error::ApiError};
+use crate::{auth, clock::Clock, error::ApiError};
 use callwarden_domain::{
     call::{CallAccess, Command, CommandKind, LiveCall},
     incident::{BlockChoice, Category, Severity},
     phone::E164,
     policy::{Action, Policy, ReportFacts},
+    review::Deadlines,
     rule::{Effect, NewRule, OperatorId, Pattern, Scope},
 };
 use callwarden_proto::v1::{self as pb, console_server};
@@ -28,6 +29,8 @@ pub struct ConsoleService {
     pub live: LiveState,
     pub incidents: IncidentStore,
     pub policy: Policy,
+    /// When supervisors' decisions on new incidents are due.
+    pub deadlines: Deadlines,
     pub clock: Arc<dyn Clock>,
     pub terminate_announcement: String,
     pub warning_announcement: String,
@@ -76,61 +79,6 @@ struct RawReport<'a> {
     debrief: bool,
 }
 
-fn category(value: i32) -> Result<Category, ApiError> {
-    use pb::Category as C;
-    Ok(match C::try_from(value) {
-        Ok(C::AbusiveLanguage) => Category::AbusiveLanguage,
-        Ok(C::SexualMisconduct) => Category::SexualMisconduct,
-        Ok(C::ThreatOrViolence) => Category::ThreatOrViolence,
-        Ok(C::IdentityProbing) => Category::IdentityProbing,
-        Ok(C::IllegalContent) => Category::IllegalContent,
-        Ok(C::MinorSuspected) => Category::MinorSuspected,
-        Ok(C::SelfHarmRisk) => Category::SelfHarmRisk,
-        Ok(C::Oversharing) => Category::Oversharing,
-        Ok(C::FraudOrSpam) => Category::FraudOrSpam,
-        Ok(C::Other) => Category::Other,
-        Ok(C::Unspecified) => return Err(ApiError::invalid("category", "must be set")),
-        Err(_) => {
-            return Err(ApiError::invalid(
-                "category",
-                format!("{value} is not a Category"),
-            ));
-        }
-    })
-}
-
-fn severity(value: i32) -> Result<Severity, ApiError> {
-    use pb::Severity as S;
-    Ok(match S::try_from(value) {
-        Ok(S::Low) => Severity::Low,
-        Ok(S::Medium) => Severity::Medium,
-        Ok(S::High) => Severity::High,
-        Ok(S::Critical) => Severity::Critical,
-        Ok(S::Unspecified) => return Err(ApiError::invalid("severity", "must be set")),
-        Err(_) => {
-            return Err(ApiError::invalid(
-                "severity",
-                format!("{value} is not a Severity"),
-            ));
-        }
-    })
-}
-
-fn block_choice(value: i32) -> Result<BlockChoice, ApiError> {
-    use pb::BlockChoice as B;
-    Ok(match B::try_from(value) {
-        Ok(B::Unspecified | B::None) => BlockChoice::None,
-        Ok(B::FromMe) => BlockChoice::FromMe,
-        Ok(B::GlobalRequest) => BlockChoice::GlobalRequest,
-        Err(_) => {
-            return Err(ApiError::invalid(
-                "block",
-                format!("{value} is not a BlockChoice"),
-            ));
-        }
-    })
-}
-
 fn operator(value: &str) -> Result<OperatorId, ApiError> {
     OperatorId::parse(value).map_err(|e| ApiError::invalid("operator_id", e))
 }
@@ -155,10 +103,10 @@ impl RawReport<'_> {
         Ok(Report {
             call_id: self.call_id.to_owned(),
             operator: operator(self.operator_id)?,
-            category: category(self.category)?,
-            severity: severity(self.severity)?,
+            category: convert::category("category", self.category)?,
+            severity: convert::severity("severity", self.severity)?,
             note: self.note.trim().to_owned(),
-            block: block_choice(self.block)?,
+            block: convert::block_choice("block", self.block)?,
             anonymous: self.anonymous,
             request_id: self.request_id.to_owned(),
             debrief: self.debrief,
@@ -275,6 +223,7 @@ impl ConsoleService {
             debrief: report.debrief,
             escalated: actions.contains(&Action::Escalate),
             needs_attention: actions.contains(&Action::Attention),
+            deadline: self.deadlines.due(report.severity, now),
         };
         let mut before = vec![EventDraft {
             actor: report.operator.to_string(),
@@ -515,6 +464,16 @@ impl ConsoleService {
     }
 }
 
+/// The request with `operator_id` bound to the caller: their own pseudonym (an admin may name
+/// anyone).
+macro_rules! operator_bound {
+    ($request:expr) => {
+        auth::bound($request, auth::Role::Operator, "operator_id", |r| {
+            &mut r.operator_id
+        })
+    };
+}
+
 #[tonic::async_trait]
 impl console_server::Console for ConsoleService {
     async fn end_and_flag(
@@ -522,7 +481,7 @@ impl console_server::Console for ConsoleService {
         request: Request<pb::EndAndFlagRequest>,
     ) -> Result<Response<pb::EndAndFlagResponse>, Status> {
         Ok(Response::new(
-            ConsoleService::end_and_flag(self, request.into_inner()).await?,
+            ConsoleService::end_and_flag(self, operator_bound!(request)?).await?,
         ))
     }
 
@@ -531,7 +490,7 @@ impl console_server::Console for ConsoleService {
         request: Request<pb::FlagCallRequest>,
     ) -> Result<Response<pb::FlagCallResponse>, Status> {
         Ok(Response::new(
-            ConsoleService::flag_call(self, request.into_inner()).await?,
+            ConsoleService::flag_call(self, operator_bound!(request)?).await?,
         ))
     }
 
@@ -539,7 +498,7 @@ impl console_server::Console for ConsoleService {
         &self,
         request: Request<pb::WarnCallerRequest>,
     ) -> Result<Response<pb::WarnCallerResponse>, Status> {
-        let req = request.into_inner();
+        let req = operator_bound!(request)?;
         convert::identifier("call_id", &req.call_id)?;
         let op = operator(&req.operator_id)?;
         if !req.announcement.is_empty() {
@@ -577,7 +536,7 @@ impl console_server::Console for ConsoleService {
         request: Request<pb::ReportPastCallRequest>,
     ) -> Result<Response<pb::ReportPastCallResponse>, Status> {
         Ok(Response::new(
-            ConsoleService::report_past_call(self, request.into_inner()).await?,
+            ConsoleService::report_past_call(self, operator_bound!(request)?).await?,
         ))
     }
 
@@ -585,7 +544,7 @@ impl console_server::Console for ConsoleService {
         &self,
         request: Request<pb::GetOperatorStatusRequest>,
     ) -> Result<Response<pb::GetOperatorStatusResponse>, Status> {
-        let op = operator(&request.get_ref().operator_id)?;
+        let op = operator(&operator_bound!(request)?.operator_id)?;
         let until = self
             .live
             .cooldown(op.as_str(), self.clock.now())

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use callwarden_domain::{
+    incident::{BlockChoice, Category, Severity},
     line::{LineDirectory, LineId},
     phone::Region,
     rule::{Effect, NewRule, OperatorId, Pattern, Rule, Scope},
@@ -16,6 +17,23 @@ const MAX_TEXT_LEN: usize = 1024;
 const MAX_ID_LEN: usize = 128;
 /// Longest temporary block: ten years. Longer is a permanent rule (ttl 0).
 const MAX_TTL_SECONDS: u32 = 10 * 366 * 24 * 3600;
+/// The range of `google.protobuf.Timestamp`: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+const MIN_TIMESTAMP_SECONDS: i64 = -62_135_596_800;
+const MAX_TIMESTAMP_SECONDS: i64 = 253_402_300_799;
+/// Longest excerpt of a rejected value that an error echoes, in characters.
+const MAX_ECHO_CHARS: usize = 64;
+
+/// A rejected value as its error shows it, quoted: whole if short, else its start and `…` (as
+/// the domain's errors do), so a multi-megabyte field is not a multi-megabyte status message.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(MAX_ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((end, _)) => {
+            let start = &value[..end];
+            format!("{:?}", start.to_owned() + "…")
+        }
+    }
+}
 
 /// A required identifier chosen by a client: printable ASCII without spaces, bounded.
 pub fn identifier(field: &str, value: &str) -> Result<(), ApiError> {
@@ -26,14 +44,15 @@ pub fn identifier(field: &str, value: &str) -> Result<(), ApiError> {
         return Err(ApiError::invalid(
             field,
             format!(
-                "{value:?} is not an identifier (printable ASCII, no spaces, at most {MAX_ID_LEN})"
+                "{} is not an identifier (printable ASCII, no spaces, at most {MAX_ID_LEN})",
+                shown(value)
             ),
         ));
     }
     Ok(())
 }
 
-fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+pub fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     if value.chars().count() > max {
         return Err(ApiError::invalid(
             field,
@@ -46,17 +65,14 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     {
         return Err(ApiError::invalid(
             field,
-            format!("{value:?} contains control characters"),
+            format!("{} contains control characters", shown(value)),
         ));
     }
     Ok(value.trim().to_owned())
 }
 
-/// Who acts, until access control takes it from the caller's token: empty means "api".
+/// Who acts, as bound to the caller's credentials (`auth::acting_as`).
 pub fn actor(field: &str, value: &str) -> Result<String, ApiError> {
-    if value.is_empty() {
-        return Ok("api".into());
-    }
     identifier(field, value)?;
     Ok(value.to_owned())
 }
@@ -92,7 +108,7 @@ pub fn scope(
         }
         Ok(pb::ScopeKind::Unspecified | pb::ScopeKind::Global) => Err(ApiError::invalid(
             value_field,
-            format!("{:?}: a global scope takes no value", value.value),
+            format!("{}: a global scope takes no value", shown(&value.value)),
         )),
         Ok(pb::ScopeKind::Line) => LineId::parse(&value.value, default_region)
             .map(Scope::Line)
@@ -135,6 +151,127 @@ pub fn new_rule(req: &pb::AddRuleRequest, lines: &LineDirectory) -> Result<NewRu
         reason: text("reason", &req.reason, MAX_TEXT_LEN)?,
         created_by: actor("created_by", &req.created_by)?,
     })
+}
+
+pub fn category(field: &str, value: i32) -> Result<Category, ApiError> {
+    use pb::Category as C;
+    Ok(match C::try_from(value) {
+        Ok(C::AbusiveLanguage) => Category::AbusiveLanguage,
+        Ok(C::SexualMisconduct) => Category::SexualMisconduct,
+        Ok(C::ThreatOrViolence) => Category::ThreatOrViolence,
+        Ok(C::IdentityProbing) => Category::IdentityProbing,
+        Ok(C::IllegalContent) => Category::IllegalContent,
+        Ok(C::MinorSuspected) => Category::MinorSuspected,
+        Ok(C::SelfHarmRisk) => Category::SelfHarmRisk,
+        Ok(C::Oversharing) => Category::Oversharing,
+        Ok(C::FraudOrSpam) => Category::FraudOrSpam,
+        Ok(C::Other) => Category::Other,
+        Ok(C::Unspecified) => return Err(ApiError::invalid(field, "must be set")),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                field,
+                format!("{value} is not a Category"),
+            ));
+        }
+    })
+}
+
+pub fn severity(field: &str, value: i32) -> Result<Severity, ApiError> {
+    use pb::Severity as S;
+    Ok(match S::try_from(value) {
+        Ok(S::Low) => Severity::Low,
+        Ok(S::Medium) => Severity::Medium,
+        Ok(S::High) => Severity::High,
+        Ok(S::Critical) => Severity::Critical,
+        Ok(S::Unspecified) => return Err(ApiError::invalid(field, "must be set")),
+        Err(_) => {
+            return Err(ApiError::invalid(
+                field,
+                format!("{value} is not a Severity"),
+            ));
+        }
+    })
+}
+
+pub fn block_choice(field: &str, value: i32) -> Result<BlockChoice, ApiError> {
+    use pb::BlockChoice as B;
+    Ok(match B::try_from(value) {
+        Ok(B::Unspecified | B::None) => BlockChoice::None,
+        Ok(B::FromMe) => BlockChoice::FromMe,
+        Ok(B::GlobalRequest) => BlockChoice::GlobalRequest,
+        Err(_) => {
+            return Err(ApiError::invalid(
+                field,
+                format!("{value} is not a BlockChoice"),
+            ));
+        }
+    })
+}
+
+pub fn category_to_wire(c: Category) -> pb::Category {
+    use pb::Category as C;
+    match c {
+        Category::AbusiveLanguage => C::AbusiveLanguage,
+        Category::SexualMisconduct => C::SexualMisconduct,
+        Category::ThreatOrViolence => C::ThreatOrViolence,
+        Category::IdentityProbing => C::IdentityProbing,
+        Category::IllegalContent => C::IllegalContent,
+        Category::MinorSuspected => C::MinorSuspected,
+        Category::SelfHarmRisk => C::SelfHarmRisk,
+        Category::Oversharing => C::Oversharing,
+        Category::FraudOrSpam => C::FraudOrSpam,
+        Category::Other => C::Other,
+    }
+}
+
+pub fn severity_to_wire(s: Severity) -> pb::Severity {
+    match s {
+        Severity::Low => pb::Severity::Low,
+        Severity::Medium => pb::Severity::Medium,
+        Severity::High => pb::Severity::High,
+        Severity::Critical => pb::Severity::Critical,
+    }
+}
+
+pub fn block_choice_to_wire(b: BlockChoice) -> pb::BlockChoice {
+    match b {
+        BlockChoice::None => pb::BlockChoice::None,
+        BlockChoice::FromMe => pb::BlockChoice::FromMe,
+        BlockChoice::GlobalRequest => pb::BlockChoice::GlobalRequest,
+    }
+}
+
+/// An optional wire time, within the range a `google.protobuf.Timestamp` may hold (which
+/// Postgres can store, and from which a day or a year can be subtracted without overflow).
+pub fn time(
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    t.map(|t| {
+        let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000);
+        nanos
+            .filter(|_| (MIN_TIMESTAMP_SECONDS..=MAX_TIMESTAMP_SECONDS).contains(&t.seconds))
+            .and_then(|n| DateTime::from_timestamp(t.seconds, n))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    field,
+                    format!(
+                        "{}s {}ns is not a valid time (years 1 to 9999, nanos 0 to 999999999)",
+                        t.seconds, t.nanos
+                    ),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// Required free text: trimmed, not empty, bounded, without control characters.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let t = text(field, value, max)?;
+    if t.is_empty() {
+        return Err(ApiError::invalid(field, "must not be empty"));
+    }
+    Ok(t)
 }
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {

@@ -4,4 +4,5 @@
 pub mod blocklist;
 pub mod console;
 pub mod convert;
+pub mod review;
 pub mod screening;

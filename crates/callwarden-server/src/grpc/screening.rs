@@ -2,6 +2,7 @@
 
 use super::convert;
 use crate::{
+    auth::{self, Role},
     clock::Clock,
     error::ApiError,
     hub::{CommandHub, HubEvent},
@@ -36,6 +37,8 @@ pub struct ScreeningService {
     pub recent_window: chrono::Duration,
     /// Open streams end when this is cancelled, so shutdown is not held up by them.
     pub shutdown: CancellationToken,
+    /// Caps the command streams each switch holds.
+    pub streams: auth::StreamSlots,
 }
 
 pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
@@ -234,7 +237,10 @@ impl screening_server::Screening for ScreeningService {
         request: Request<pb::CheckCallRequest>,
     ) -> Result<Response<pb::CheckCallResponse>, Status> {
         let started = Instant::now();
-        let result = self.check(request.into_inner()).await;
+        let who = auth::principal(&request);
+        let mut req = request.into_inner();
+        req.switch_id = auth::acting_as(who.as_ref(), Role::Switch, "switch_id", &req.switch_id)?;
+        let result = self.check(req).await;
         metrics::histogram!("callwarden_check_duration_seconds").record(started.elapsed());
         Ok(Response::new(result?))
     }
@@ -243,7 +249,17 @@ impl screening_server::Screening for ScreeningService {
         &self,
         request: Request<pb::ReportCallEventRequest>,
     ) -> Result<Response<pb::ReportCallEventResponse>, Status> {
-        self.call_event(request.into_inner()).await?;
+        let who = auth::principal(&request);
+        let req = request.into_inner();
+        // A switch reports only its own calls.
+        if let Some(p) = who.as_ref().filter(|p| p.role == Role::Switch) {
+            convert::identifier("call_id", &req.call_id)?;
+            let call = self.live.call(&req.call_id).await.map_err(ApiError::from)?;
+            if let Some(call) = call {
+                auth::acting_as(Some(p), Role::Switch, "call_id", &call.switch_id)?;
+            }
+        }
+        self.call_event(req).await?;
         Ok(Response::new(pb::ReportCallEventResponse {}))
     }
 
@@ -253,7 +269,14 @@ impl screening_server::Screening for ScreeningService {
         &self,
         request: Request<pb::WatchCommandsRequest>,
     ) -> Result<Response<Self::WatchCommandsStream>, Status> {
-        let switch_id = request.into_inner().switch_id;
+        let who = auth::principal(&request);
+        let switch_id = auth::acting_as(
+            who.as_ref(),
+            Role::Switch,
+            "switch_id",
+            &request.into_inner().switch_id,
+        )?;
+        let slot = self.streams.take(who.as_ref())?;
         convert::identifier("switch_id", &switch_id)?;
         // Join the hub before reading the pending list, so nothing issued in between is missed
         // (a command seen both ways is sent once).
@@ -263,6 +286,7 @@ impl screening_server::Screening for ScreeningService {
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let _registration = registration;
+            let _slot = slot;
             let mut seen = HashSet::new();
             if !send_pending(&live, &switch_id, &mut seen, &out).await {
                 return;
@@ -297,7 +321,9 @@ impl screening_server::Screening for ScreeningService {
         &self,
         request: Request<pb::AckCommandRequest>,
     ) -> Result<Response<pb::AckCommandResponse>, Status> {
-        let req = request.into_inner();
+        let who = auth::principal(&request);
+        let mut req = request.into_inner();
+        req.switch_id = auth::acting_as(who.as_ref(), Role::Switch, "switch_id", &req.switch_id)?;
         convert::identifier("switch_id", &req.switch_id)?;
         convert::identifier("command_id", &req.command_id)?;
         let command = self
@@ -326,7 +352,9 @@ impl screening_server::Screening for ScreeningService {
         &self,
         request: Request<pb::CheckActiveCallRequest>,
     ) -> Result<Response<pb::CheckActiveCallResponse>, Status> {
-        let req = request.into_inner();
+        let who = auth::principal(&request);
+        let mut req = request.into_inner();
+        req.switch_id = auth::acting_as(who.as_ref(), Role::Switch, "switch_id", &req.switch_id)?;
         convert::identifier("call_id", &req.call_id)?;
         convert::identifier("switch_id", &req.switch_id)?;
         let call = self
