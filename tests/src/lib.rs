@@ -165,6 +165,11 @@ pub fn test_config(redis_url: &str) -> Config {
         privacy: callwarden_server::config::PrivacyConfig {
             redis_secret: Some("test-redis-secret-0123456789abcdef0123".into()),
         },
+        // Tests talk plaintext on loopback, but for tests/tls.rs.
+        tls: callwarden_server::config::TlsConfig {
+            plaintext: true,
+            ..Default::default()
+        },
         lines: vec![
             LineConfig {
                 number: "+48 22 100 20 30".into(),

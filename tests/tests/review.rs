@@ -2,7 +2,7 @@
 //! every refusal, the queue's filters, orders and stable paging, deadlines and their escalation
 //! on a moved clock, live changes, sealed reporters, hand-over exports and statistics.
 
-use callwarden_domain::chain::ChainEvent;
+use callwarden_domain::chain::{ChainEvent, Sealing};
 use callwarden_proto::v1::{
     AcknowledgeIncidentRequest, AddStatementRequest, AttachEvidenceRequest, BlockChoice,
     CallEventKind, Category, CheckCallRequest, Count, Decision, DismissIncidentRequest, Effect,
@@ -503,6 +503,7 @@ fn assert_chain(detail: &IncidentDetail) {
         );
         let details: Value = serde_json::from_str(&e.details_json)
             .unwrap_or_else(|err| panic!("event #{} details are JSON: {err}", e.seq));
+        let salt = (!e.salt.is_empty()).then(|| unhex(&e.salt));
         let hash = ChainEvent {
             incident_id: id,
             seq: i32::try_from(e.seq).unwrap(),
@@ -510,6 +511,10 @@ fn assert_chain(detail: &IncidentDetail) {
             actor: &e.actor,
             kind: &e.kind,
             details: &details,
+            sealing: match e.hash_scheme {
+                1 => Sealing::Whole,
+                _ => Sealing::Digested(salt.as_deref()),
+            },
         }
         .hash(&prev);
         assert_eq!(

@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use callwarden_domain::chain::{ChainEvent, GENESIS};
+use callwarden_domain::chain::{ChainEvent, GENESIS, Sealing};
 use callwarden_domain::incident::{BlockChoice, Category, Severity};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
@@ -689,6 +689,8 @@ impl Plan {
                 actor: &e.actor,
                 kind: e.kind,
                 details: &e.details,
+                // Synthetic history, like events written before retention existed.
+                sealing: Sealing::Whole,
             }
             .hash(&prev);
             links.push((prev, hash));
@@ -1219,6 +1221,7 @@ mod tests {
                         actor: &e.actor,
                         kind: e.kind,
                         details: &e.details,
+                        sealing: Sealing::Whole,
                     },
                     prev_hash: prev,
                     hash,

@@ -13,7 +13,10 @@ use std::{
     sync::Arc,
     task::{Context, Poll},
 };
-use tonic::Status;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,7 +131,7 @@ pub fn allowed(path: &str) -> Option<&'static [Role]> {
         | ("grpc.reflection.v1alpha.ServerReflection", _) => &[],
         ("callwarden.v1.Screening", _) => &[Switch, Admin],
         ("callwarden.v1.Console", _) => &[Operator, Admin],
-        ("callwarden.v1.Review", "UnsealReporter") => &[Admin],
+        ("callwarden.v1.Review", "UnsealReporter" | "ListIncidentReads") => &[Admin],
         ("callwarden.v1.Review", _) | ("callwarden.v1.BlockList", _) => &[Supervisor, Admin],
         _ => return None,
     })
@@ -217,7 +220,14 @@ impl Authenticator {
         }
     }
 
-    pub fn authenticate(&self, headers: &http::HeaderMap) -> Result<Principal, Denial> {
+    /// Who presents these credentials: an API key (a switch), a bearer token (a person), or
+    /// else a client certificate the TLS handshake verified against the switches' CA (a
+    /// switch, named by the certificate).
+    pub fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        client_certificate: Option<&[u8]>,
+    ) -> Result<Principal, Denial> {
         if let Some(key) = headers.get("x-api-key") {
             let key = key.to_str().map_err(|_| Denial::Malformed)?;
             let digest = hex::encode(Sha256::digest(key.as_bytes()));
@@ -230,9 +240,17 @@ impl Authenticator {
                 })
                 .ok_or(Denial::UnknownKey);
         }
-        let header = headers
-            .get(http::header::AUTHORIZATION)
-            .ok_or(Denial::Missing)?;
+        let Some(header) = headers.get(http::header::AUTHORIZATION) else {
+            return match client_certificate {
+                Some(der) => crate::tls::switch_id(der)
+                    .map(|switch| Principal {
+                        role: Role::Switch,
+                        subject: switch,
+                    })
+                    .ok_or(Denial::Malformed),
+                None => Err(Denial::Missing),
+            };
+        };
         let token = header
             .to_str()
             .ok()
@@ -278,6 +296,7 @@ impl Authenticator {
         &self,
         path: &str,
         headers: &http::HeaderMap,
+        client_certificate: Option<&[u8]>,
     ) -> Result<Option<Principal>, Status> {
         let refuse = |denial: Denial, principal: Option<&Principal>| {
             metrics::counter!(
@@ -301,7 +320,9 @@ impl Authenticator {
         if roles.is_empty() {
             return Ok(None);
         }
-        let principal = self.authenticate(headers).map_err(|d| refuse(d, None))?;
+        let principal = self
+            .authenticate(headers, client_certificate)
+            .map_err(|d| refuse(d, None))?;
         if !roles.contains(&principal.role) {
             return Err(refuse(Denial::Forbidden, Some(&principal)));
         }
@@ -528,7 +549,17 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.auth.check(request.uri().path(), request.headers()) {
+        // The switch's certificate, if it presented one the handshake verified (mutual TLS).
+        let certificates = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        let client_certificate = certificates.as_deref().and_then(|c| c.first());
+        match self.auth.check(
+            request.uri().path(),
+            request.headers(),
+            client_certificate.map(|c| c.as_ref()),
+        ) {
             Ok(principal) => {
                 if let Some(p) = principal {
                     request.extensions_mut().insert(p);
@@ -555,6 +586,12 @@ mod tests {
         Authenticator::new(Some("s3cret"), Vec::new(), "callwarden", None, 30, keys)
     }
 
+    impl Authenticator {
+        fn authenticate_headers(&self, h: &http::HeaderMap) -> Result<Principal, Denial> {
+            self.authenticate(h, None)
+        }
+    }
+
     fn bearer(token: &str) -> http::HeaderMap {
         let mut h = http::HeaderMap::new();
         h.insert(
@@ -570,7 +607,7 @@ mod tests {
         let now = chrono::Utc::now().timestamp();
         let ok = mint("s3cret", Role::Operator, "op-1", "callwarden", now, 60);
         assert_eq!(
-            a.authenticate(&bearer(&ok)),
+            a.authenticate_headers(&bearer(&ok)),
             Ok(Principal {
                 role: Role::Operator,
                 subject: "op-1".into()
@@ -584,19 +621,28 @@ mod tests {
             now - 3600,
             60,
         );
-        assert_eq!(a.authenticate(&bearer(&expired)), Err(Denial::Expired));
+        assert_eq!(
+            a.authenticate_headers(&bearer(&expired)),
+            Err(Denial::Expired)
+        );
         // Within the allowed skew an expired token still passes.
         let just = mint("s3cret", Role::Operator, "op-1", "callwarden", now - 70, 60);
-        assert!(a.authenticate(&bearer(&just)).is_ok());
+        assert!(a.authenticate_headers(&bearer(&just)).is_ok());
         let other = mint("other", Role::Admin, "x", "callwarden", now, 60);
-        assert_eq!(a.authenticate(&bearer(&other)), Err(Denial::BadSignature));
+        assert_eq!(
+            a.authenticate_headers(&bearer(&other)),
+            Err(Denial::BadSignature)
+        );
         let aud = mint("s3cret", Role::Admin, "x", "elsewhere", now, 60);
-        assert_eq!(a.authenticate(&bearer(&aud)), Err(Denial::WrongAudience));
+        assert_eq!(
+            a.authenticate_headers(&bearer(&aud)),
+            Err(Denial::WrongAudience)
+        );
         let mut tampered = ok.clone();
         tampered.insert(tampered.len() / 2, 'x');
-        assert!(a.authenticate(&bearer(&tampered)).is_err());
+        assert!(a.authenticate_headers(&bearer(&tampered)).is_err());
         assert_eq!(
-            a.authenticate(&http::HeaderMap::new()),
+            a.authenticate_headers(&http::HeaderMap::new()),
             Err(Denial::Missing)
         );
     }
@@ -607,17 +653,17 @@ mod tests {
         let mut h = http::HeaderMap::new();
         h.insert("x-api-key", "switch-key-1".parse().unwrap());
         assert_eq!(
-            a.authenticate(&h),
+            a.authenticate_headers(&h),
             Ok(Principal {
                 role: Role::Switch,
                 subject: "sw-1".into()
             })
         );
         h.insert("x-api-key", "guess".parse().unwrap());
-        assert_eq!(a.authenticate(&h), Err(Denial::UnknownKey));
+        assert_eq!(a.authenticate_headers(&h), Err(Denial::UnknownKey));
         let now = chrono::Utc::now().timestamp();
         let t = mint("s3cret", Role::Switch, "sw-1", "callwarden", now, 60);
-        assert_eq!(a.authenticate(&bearer(&t)), Err(Denial::Malformed));
+        assert_eq!(a.authenticate_headers(&bearer(&t)), Err(Denial::Malformed));
     }
 
     #[test]

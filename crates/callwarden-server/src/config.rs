@@ -23,6 +23,8 @@ pub enum ConfigError {
     Line { index: usize, message: String },
     #[error("configuration: line {0} is configured twice")]
     DuplicateLine(String),
+    #[error("configuration: {key}: {message}")]
+    File { key: &'static str, message: String },
     #[error("configuration: {key} must be {what}")]
     Invalid {
         key: &'static str,
@@ -88,6 +90,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// How callers' numbers are kept out of sight.
     pub privacy: PrivacyConfig,
+    /// How long closed incidents keep callers' numbers and notes.
+    pub retention: RetentionConfig,
+    /// TLS on both listeners, and client certificates for switches.
+    pub tls: TlsConfig,
     /// Service lines with their own policy; others use the defaults above.
     pub lines: Vec<LineConfig>,
 }
@@ -340,6 +346,92 @@ impl PrivacyConfig {
     }
 }
 
+/// TLS (`[tls]`; `CALLWARDEN_TLS__<KEY>`) on the gRPC and HTTP listeners. Required unless
+/// `plaintext = true` says, explicitly, that this is local development.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain the listeners present.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_file: Option<std::path::PathBuf>,
+    /// PEM CA certificates that sign switches' client certificates (mutual TLS on gRPC). A
+    /// switch that presents one is the switch its subject common name (CN) names; people
+    /// connect without one and present their token.
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// Serve without TLS. For local development only; never with the settings above.
+    pub plaintext: bool,
+}
+
+impl TlsConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let files = self.cert_file.is_some() || self.key_file.is_some();
+        if self.plaintext && (files || self.client_ca_file.is_some()) {
+            return Err(ConfigError::Invalid {
+                key: "tls.plaintext",
+                what: "false when tls.cert_file, tls.key_file or tls.client_ca_file is set",
+            });
+        }
+        if !self.plaintext && (self.cert_file.is_none() || self.key_file.is_none()) {
+            return Err(ConfigError::Invalid {
+                key: "tls.cert_file",
+                what: "set, with tls.key_file (or tls.plaintext = true, for local development only)",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Retention (`[retention]`; `CALLWARDEN_RETENTION__<KEY>`): incidents resolved or dismissed
+/// longer ago than `closed_incident_days`, and not on legal hold, lose the caller's number and
+/// every note; so do answered calls that old, once their incidents have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// How long a closed incident keeps the caller's number and the notes.
+    pub closed_incident_days: u32,
+    /// How often a replica looks for incidents due (replicas take different ones).
+    pub check_interval_seconds: u64,
+    /// Incidents redacted per transaction.
+    pub batch_size: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            closed_incident_days: 365,
+            check_interval_seconds: 3600,
+            batch_size: 200,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=36_600).contains(&self.closed_incident_days) {
+            return Err(ConfigError::Invalid {
+                key: "retention.closed_incident_days",
+                what: "between 1 and 36600",
+            });
+        }
+        if !(1..=10_000).contains(&self.batch_size) {
+            return Err(ConfigError::Invalid {
+                key: "retention.batch_size",
+                what: "between 1 and 10000",
+            });
+        }
+        Ok(())
+    }
+
+    pub fn period(&self) -> chrono::Duration {
+        chrono::Duration::days(self.closed_incident_days.into())
+    }
+
+    pub fn check_interval(&self) -> Duration {
+        Duration::from_secs(self.check_interval_seconds.max(1))
+    }
+}
+
 impl AuthConfig {
     /// The token checker this configuration describes; reads the public keys file.
     pub fn authenticator(&self) -> Result<crate::auth::Authenticator, ConfigError> {
@@ -442,6 +534,8 @@ impl Default for Config {
             review: ReviewConfig::default(),
             auth: AuthConfig::default(),
             privacy: PrivacyConfig::default(),
+            retention: RetentionConfig::default(),
+            tls: TlsConfig::default(),
             lines: Vec::new(),
         }
     }
@@ -480,6 +574,8 @@ impl Config {
             });
         }
         self.privacy.secret()?;
+        self.retention.validate()?;
+        self.tls.validate()?;
         Ok(())
     }
 
@@ -566,6 +662,7 @@ mod tests {
                 "CALLWARDEN_PRIVACY__REDIS_SECRET",
                 "a-redis-secret-of-at-least-32-bytes!",
             );
+            jail.set_env("CALLWARDEN_TLS__PLAINTEXT", "true");
             let config = Config::load(Some(Path::new("callwarden.toml"))).unwrap();
             assert_eq!(config.grpc_addr.port(), 7000);
             assert_eq!(config.redis_url, "redis://10.0.0.9:6379");

@@ -11,3 +11,4 @@ pub mod http;
 pub mod hub;
 pub mod startup;
 pub mod telemetry;
+pub mod tls;

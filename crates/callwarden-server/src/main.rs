@@ -91,10 +91,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("callwarden: {e}");
-            if e.downcast_ref::<startup::StartupError>().is_some() {
-                ExitCode::from(EX_UNAVAILABLE)
-            } else {
-                ExitCode::FAILURE
+            match e.downcast_ref::<startup::StartupError>() {
+                // Found only once files are read (TLS certificates, public keys).
+                Some(startup::StartupError::Config(_)) => ExitCode::from(EX_CONFIG),
+                Some(_) => ExitCode::from(EX_UNAVAILABLE),
+                None => ExitCode::FAILURE,
             }
         }
     }
@@ -103,7 +104,9 @@ fn main() -> ExitCode {
 fn token(config: &Config, role: &str, subject: &str, ttl_seconds: u32) -> ExitCode {
     let role = match role.parse::<Role>() {
         Ok(Role::Switch) => {
-            eprintln!("callwarden: switches use API keys (auth.switch_keys), not tokens");
+            eprintln!(
+                "callwarden: switches use API keys (auth.switch_keys) or client certificates, not tokens"
+            );
             return ExitCode::from(EX_USAGE);
         }
         Ok(role) => role,

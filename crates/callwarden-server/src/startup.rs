@@ -5,7 +5,7 @@
 use crate::{
     auth::{AuthLayer, Authenticator, StreamSlots},
     clock::{Clock, SystemClock},
-    config::{Config, ConfigError},
+    config::{Config, ConfigError, RetentionConfig},
     feed::IncidentFeed,
     grpc::{
         blocklist::BlockListService, console::ConsoleService, review::ReviewService,
@@ -14,6 +14,7 @@ use crate::{
     http::{self, HttpState},
     hub::CommandHub,
     telemetry,
+    tls::{Tls, TlsListener},
 };
 use callwarden_domain::{incident::Severity, review::IncidentStatus};
 use callwarden_domain::{line::LineDirectory, policy::Policy, review::Deadlines, rule::Effect};
@@ -31,7 +32,12 @@ use callwarden_storage::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::{Future, IntoFuture},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
@@ -118,6 +124,8 @@ pub struct Application {
     policy: Policy,
     deadlines: Deadlines,
     auth: Arc<Authenticator>,
+    /// None when the configuration asks for plaintext (local development).
+    tls: Option<Tls>,
     lines: Arc<LineDirectory>,
     clock: Arc<dyn Clock>,
     metrics: PrometheusHandle,
@@ -133,6 +141,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let lines = Arc::new(config.line_directory()?);
+        let tls = config.tls.load()?;
         // Built once: every Redis key derived from a number is keyed by it, on every replica alike.
         let keyring = Keyring::new(config.privacy.secret()?.as_bytes());
         // Redis first: a start-up that fails on it then leaves no database behind.
@@ -186,6 +195,7 @@ impl Application {
             policy,
             deadlines,
             auth,
+            tls,
             lines,
             clock,
             metrics: telemetry::metrics_handle(),
@@ -215,7 +225,17 @@ impl Application {
                 token.cancel();
             }
         });
-        tracing::info!(grpc = %self.grpc_addr(), http = %self.http_addr(), "callwarden serving");
+        tracing::info!(
+            grpc = %self.grpc_addr(),
+            http = %self.http_addr(),
+            tls = self.tls.is_some(),
+            "callwarden serving"
+        );
+        if self.tls.is_none() {
+            tracing::warn!(
+                "serving without TLS (tls.plaintext = true): for local development only"
+            );
+        }
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health
@@ -244,7 +264,11 @@ impl Application {
                     .max_encoding_message_size(MAX_REPLY_BYTES)
             };
         }
-        let grpc = tonic::transport::Server::builder()
+        let mut grpc = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            grpc = grpc.tls_config(tls.grpc.clone())?;
+        }
+        let grpc = grpc
             // Bounds a handler (for streams: until the stream is handed back), so a stuck
             // store cannot hold a request forever; clients' own grpc-timeout is honoured too.
             .timeout(self.config.rpc_timeout())
@@ -291,16 +315,28 @@ impl Application {
                 TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 token.clone().cancelled_owned(),
             );
-        let http = axum::serve(
-            self.http_listener,
-            http::router(HttpState {
-                pg: self.pg.clone(),
-                redis: self.redis.clone(),
-                metrics: self.metrics,
-                shutdown: token.clone(),
-            }),
-        )
-        .with_graceful_shutdown(token.clone().cancelled_owned());
+        let router = http::router(HttpState {
+            pg: self.pg.clone(),
+            redis: self.redis.clone(),
+            metrics: self.metrics,
+            shutdown: token.clone(),
+        });
+        let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+            match &self.tls {
+                Some(tls) => Box::pin(
+                    axum::serve(
+                        TlsListener::new(self.http_listener, tls.http.clone())?,
+                        router,
+                    )
+                    .with_graceful_shutdown(token.clone().cancelled_owned())
+                    .into_future(),
+                ),
+                None => Box::pin(
+                    axum::serve(self.http_listener, router)
+                        .with_graceful_shutdown(token.clone().cancelled_owned())
+                        .into_future(),
+                ),
+            };
         let maintenance = tokio::spawn(maintain(
             Maintained {
                 rules: self.rules.clone(),
@@ -316,6 +352,12 @@ impl Application {
             self.incidents.clone(),
             self.clock.clone(),
             self.config.review.escalation_check_interval(),
+            token.clone(),
+        ));
+        let retention = tokio::spawn(retain(
+            self.incidents.clone(),
+            self.clock.clone(),
+            self.config.retention.clone(),
             token.clone(),
         ));
 
@@ -335,6 +377,7 @@ impl Application {
         token.cancel();
         maintenance.await?;
         escalation.await?;
+        retention.await?;
         feed.await?;
         changes_task.await?;
         self.pg.close().await;
@@ -508,6 +551,47 @@ async fn escalate_overdue(
                 }
                 Err(StorageError::Refused(_)) => {}
                 Err(e) => tracing::warn!(error = %e, incident_id = %id, "could not escalate"),
+            }
+        }
+    }
+}
+
+/// Removes callers' numbers and notes from incidents closed longer than the retention period
+/// (unless on legal hold), a batch per transaction, until none are due; then waits for the
+/// next check. Until shutdown.
+async fn retain(
+    incidents: IncidentStore,
+    clock: Arc<dyn Clock>,
+    config: RetentionConfig,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(config.check_interval());
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        loop {
+            let now = clock.now();
+            let pass = incidents
+                .apply_retention(now - config.period(), now, config.batch_size.into())
+                .await;
+            match pass {
+                Ok(p) if p.incidents == 0 && p.calls == 0 => break,
+                Ok(p) => tracing::info!(
+                    incidents = p.incidents,
+                    events = p.events,
+                    events_kept_whole = p.kept_whole,
+                    calls = p.calls,
+                    "retention removed callers' numbers and notes"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; retrying at the next check");
+                    break;
+                }
+            }
+            if shutdown.is_cancelled() {
+                return;
             }
         }
     }

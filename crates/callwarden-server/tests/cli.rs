@@ -13,7 +13,9 @@ fn callwarden(args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd.args(args)
         .env_remove("CALLWARDEN_CONFIG")
         .env("CALLWARDEN_LOG_FILTER", "warn")
-        // The two required secrets; a test that wants one missing removes it.
+        // The two required secrets, and plaintext (loopback only); a test that wants one of them
+        // missing removes it.
+        .env("CALLWARDEN_TLS__PLAINTEXT", "true")
         .env(
             "CALLWARDEN_AUTH__HS256_SECRET",
             "cli-test-hs256-secret-0123456789abcdef",
@@ -72,6 +74,26 @@ fn without_its_secrets_the_service_does_not_start_and_says_which() {
 }
 
 #[test]
+fn without_tls_or_an_explicit_plaintext_the_service_does_not_start() {
+    let out = callwarden(&["serve"], &[])
+        .env_remove("CALLWARDEN_TLS__PLAINTEXT")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls.cert_file"), "{err}");
+    let out = callwarden(
+        &["serve"],
+        &[("CALLWARDEN_TLS__CERT_FILE", "/nonexistent/cert.pem")],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls.plaintext"), "{err}");
+}
+
+#[test]
 fn token_mints_a_token_the_service_accepts_and_refuses_switches() {
     let out = callwarden(
         &["token", "--role", "supervisor", "--subject", "sup-1"],
@@ -92,7 +114,7 @@ fn token_mints_a_token_the_service_accepts_and_refuses_switches() {
         http::header::AUTHORIZATION,
         format!("Bearer {}", token.trim()).parse().unwrap(),
     );
-    let who = auth.authenticate(&headers).unwrap();
+    let who = auth.authenticate(&headers, None).unwrap();
     assert_eq!(who.subject, "sup-1");
     assert_eq!(who.role, callwarden_server::auth::Role::Supervisor);
     let out = callwarden(&["token", "--role", "switch", "--subject", "sw-1"], &[])

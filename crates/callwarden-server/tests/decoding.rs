@@ -301,6 +301,8 @@ fn decode_every_request(bytes: &[u8]) -> Result<(), TestCaseError> {
         pb::UnsealReporterRequest,
         pb::ExportIncidentRequest,
         pb::GetStatsRequest,
+        pb::SetLegalHoldRequest,
+        pb::ListIncidentReadsRequest,
     );
     Ok(())
 }

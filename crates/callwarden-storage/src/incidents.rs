@@ -1,10 +1,14 @@
 //! Incidents and their append-only, hash-chained event log in Postgres, plus the operators'
 //! call history that reports after a call rely on.
 
-use crate::{StorageError, rules::RuleBook};
+use crate::{
+    StorageError,
+    review::{EVENT_COLUMNS, EventRecord},
+    rules::RuleBook,
+};
 use callwarden_domain::{
     call::LiveCall,
-    chain::{self, ChainEvent, GENESIS, StoredEvent},
+    chain::{self, ChainEvent, GENESIS, Sealing, StoredEvent},
     incident::{BlockChoice, Category, Severity},
     rule::NewRule,
 };
@@ -339,66 +343,50 @@ impl IncidentStore {
 
 /// Walks every incident's chain; the first broken link is the error.
 pub async fn verify(pg: &PgPool) -> Result<Result<ChainReport, ChainBreak>, StorageError> {
-    type Row = (
-        Uuid,
-        i32,
-        DateTime<Utc>,
-        String,
-        String,
-        Value,
-        Vec<u8>,
-        Vec<u8>,
-    );
-    let mut rows = sqlx::query_as::<_, Row>(
-        "SELECT incident_id, seq, at, actor, kind, details, prev_hash, hash FROM incident_events \
-         ORDER BY incident_id, seq",
-    )
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        incident_id: Uuid,
+        #[sqlx(flatten)]
+        event: EventRecord,
+    }
+    let mut rows = sqlx::query_as::<_, Row>(sqlx::AssertSqlSafe(format!(
+        "SELECT incident_id, {EVENT_COLUMNS} FROM incident_events ORDER BY incident_id, seq"
+    )))
     .fetch(pg);
     let mut report = ChainReport::default();
     let mut current: Vec<Row> = Vec::new();
-    let check = |rows: &[Row]| -> Result<usize, ChainBreak> {
+    let check = |rows: &[Row], report: &mut ChainReport| -> Result<(), ChainBreak> {
         let Some(first) = rows.first() else {
-            return Ok(0);
+            return Ok(());
         };
-        chain::verify(rows.iter().map(|r| StoredEvent {
-            event: ChainEvent {
-                incident_id: r.0,
-                seq: r.1,
-                at: r.2,
-                actor: &r.3,
-                kind: &r.4,
-                details: &r.5,
-            },
-            prev_hash: &r.6,
-            hash: &r.7,
+        let n = chain::verify(rows.iter().map(|r| StoredEvent {
+            event: r.event.chain_event(r.incident_id),
+            prev_hash: &r.event.prev_hash,
+            hash: &r.event.hash,
         }))
         .map_err(|b| ChainBreak {
-            incident_id: first.0,
+            incident_id: first.incident_id,
             seq: b.seq,
             problem: b.problem,
-        })
+        })?;
+        report.incidents += 1;
+        report.events += n;
+        Ok(())
     };
     while let Some(row) = rows.try_next().await? {
-        if current.first().is_some_and(|r| r.0 != row.0) {
-            match check(&current) {
-                Ok(n) => {
-                    report.incidents += 1;
-                    report.events += n;
-                }
-                Err(b) => return Ok(Err(b)),
+        if current
+            .first()
+            .is_some_and(|r| r.incident_id != row.incident_id)
+        {
+            if let Err(b) = check(&current, &mut report) {
+                return Ok(Err(b));
             }
             current.clear();
         }
         current.push(row);
     }
-    if !current.is_empty() {
-        match check(&current) {
-            Ok(n) => {
-                report.incidents += 1;
-                report.events += n;
-            }
-            Err(b) => return Ok(Err(b)),
-        }
+    if let Err(b) = check(&current, &mut report) {
+        return Ok(Err(b));
     }
     Ok(Ok(report))
 }
@@ -440,6 +428,10 @@ pub(crate) async fn append_in(
     };
     for e in events {
         seq += 1;
+        // Each event its own salt, so equal notes or numbers give unrelated digests.
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .map_err(|e| sqlx::Error::Protocol(format!("no randomness: {e}")))?;
         let hash = ChainEvent {
             incident_id,
             seq,
@@ -447,11 +439,13 @@ pub(crate) async fn append_in(
             actor: &e.actor,
             kind: e.kind,
             details: &e.details,
+            sealing: Sealing::Digested(Some(&salt)),
         }
         .hash(&prev);
         sqlx::query(
-            "INSERT INTO incident_events (incident_id, seq, at, actor, kind, details, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO incident_events \
+             (incident_id, seq, at, actor, kind, details, prev_hash, hash, scheme, salt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 2, $9)",
         )
         .bind(incident_id)
         .bind(seq)
@@ -461,6 +455,7 @@ pub(crate) async fn append_in(
         .bind(&e.details)
         .bind(&prev)
         .bind(hash.as_slice())
+        .bind(salt.as_slice())
         .execute(&mut **tx)
         .await?;
         prev = hash.to_vec();

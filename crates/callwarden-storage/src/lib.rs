@@ -2,12 +2,14 @@
 //! CheckCall reads in one round trip. [`RuleBook`] is the only way rules are written, so the
 //! record and the index cannot drift apart through a second code path.
 
+pub mod audit;
 mod error;
 pub mod incidents;
 mod index;
 pub mod live;
 pub mod postgres;
 pub mod privacy;
+pub mod retention;
 pub mod review;
 mod rules;
 

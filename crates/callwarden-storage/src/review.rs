@@ -7,7 +7,7 @@ use crate::{
     incidents::{BlockDraft, EventDraft, IncidentStore, append_in, lock_head},
 };
 use callwarden_domain::{
-    chain::{self, ChainEvent, StoredEvent},
+    chain::{self, ChainEvent, Sealing, StoredEvent},
     incident::{BlockChoice, Category, Severity},
     phone::E164,
     review::{self, IncidentStatus, Transition},
@@ -22,7 +22,8 @@ const INCIDENT_COLUMNS: &str = "id, call_id, switch_id, line, caller_e164, repor
      anonymous, unsealed_at, unsealed_by, category, severity, note, block_choice, source, \
      debrief_requested, escalated, needs_attention, status, created_at, deadline_at, \
      deadline_escalated_at, acknowledged_at, acknowledged_by, closed_at, closed_by, outcome, \
-     authority, reference, block_rule_id, resolution_note, version, chain_hash";
+     authority, reference, block_rule_id, resolution_note, version, chain_hash, legal_hold, \
+     redacted_at";
 
 /// An incident as the record holds it now. The reporter is in clear here: sealing is for
 /// what supervisors are shown.
@@ -64,6 +65,10 @@ pub struct IncidentRecord {
     pub version: i32,
     /// The newest event's hash.
     pub chain_hash: Vec<u8>,
+    /// Retention leaves the incident whole while this is set.
+    pub legal_hold: bool,
+    /// When retention removed the caller's number and the notes.
+    pub redacted_at: Option<DateTime<Utc>>,
 }
 
 impl IncidentRecord {
@@ -129,6 +134,8 @@ struct IncidentRow {
     resolution_note: Option<String>,
     version: i32,
     chain_hash: Option<Vec<u8>>,
+    legal_hold: bool,
+    redacted_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<IncidentRow> for IncidentRecord {
@@ -168,6 +175,8 @@ impl TryFrom<IncidentRow> for IncidentRecord {
             resolution_note: r.resolution_note,
             version: r.version,
             chain_hash: r.chain_hash.unwrap_or_else(|| chain::GENESIS.to_vec()),
+            legal_hold: r.legal_hold,
+            redacted_at: r.redacted_at,
         })
     }
 }
@@ -182,19 +191,38 @@ pub struct EventRecord {
     pub details: Value,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+    /// How the details enter the hash: 1 whole, 2 with sensitive fields as salted digests.
+    pub scheme: i16,
+    /// The digests' salt; dropped (with the content) by retention.
+    pub salt: Option<Vec<u8>>,
+}
+
+/// The columns of [`EventRecord`], in a statement over `incident_events`.
+pub(crate) const EVENT_COLUMNS: &str =
+    "seq, at, actor, kind, details, prev_hash, hash, scheme, salt";
+
+impl EventRecord {
+    /// The event as its link hashes it.
+    pub fn chain_event(&self, incident_id: Uuid) -> ChainEvent<'_> {
+        ChainEvent {
+            incident_id,
+            seq: self.seq,
+            at: self.at,
+            actor: &self.actor,
+            kind: &self.kind,
+            details: &self.details,
+            sealing: match self.scheme {
+                1 => Sealing::Whole,
+                _ => Sealing::Digested(self.salt.as_deref()),
+            },
+        }
+    }
 }
 
 /// Whether an incident's events form an unbroken chain.
 pub fn chain_verifies(incident_id: Uuid, events: &[EventRecord]) -> bool {
     chain::verify(events.iter().map(|e| StoredEvent {
-        event: ChainEvent {
-            incident_id,
-            seq: e.seq,
-            at: e.at,
-            actor: &e.actor,
-            kind: &e.kind,
-            details: &e.details,
-        },
+        event: e.chain_event(incident_id),
         prev_hash: &e.prev_hash,
         hash: &e.hash,
     }))
@@ -271,6 +299,10 @@ pub enum RowChange {
         by: String,
     },
     Escalated,
+    /// Placed on (or released from) legal hold: retention leaves it whole while held.
+    LegalHold {
+        hold: bool,
+    },
 }
 
 /// What a change does, decided from the incident as it is (locked) now.
@@ -355,7 +387,8 @@ impl StatementRecord {
         Some(Self {
             id: s("statement_id")?,
             role: s("role")?,
-            text: s("text")?,
+            // Empty once retention removed it.
+            text: s("text").unwrap_or_default(),
             author: e.actor.clone(),
             at: e.at,
         })
@@ -397,10 +430,9 @@ impl IncidentStore {
     }
 
     pub async fn events(&self, id: Uuid) -> Result<Vec<EventRecord>, StorageError> {
-        Ok(sqlx::query_as(
-            "SELECT seq, at, actor, kind, details, prev_hash, hash FROM incident_events \
-             WHERE incident_id = $1 ORDER BY seq",
-        )
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM incident_events WHERE incident_id = $1 ORDER BY seq"
+        )))
         .bind(id)
         .fetch_all(&self.pg)
         .await?)
@@ -683,6 +715,9 @@ impl IncidentStore {
                 )
                 .bind(by),
             ),
+            RowChange::LegalHold { hold } => Some(
+                base("UPDATE incidents SET status = $2, legal_hold = $4 WHERE id = $1").bind(hold),
+            ),
             RowChange::Escalated => Some(base(
                 "UPDATE incidents SET status = $2, escalated = true, deadline_escalated_at = $3 \
                  WHERE id = $1",
@@ -705,10 +740,10 @@ impl IncidentStore {
         id: Uuid,
         sha256: &str,
     ) -> Result<Option<EvidenceRecord>, StorageError> {
-        let event: Option<EventRecord> = sqlx::query_as(
-            "SELECT seq, at, actor, kind, details, prev_hash, hash FROM incident_events \
-             WHERE incident_id = $1 AND kind = 'evidence_attached' AND details->>'sha256' = $2",
-        )
+        let event: Option<EventRecord> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {EVENT_COLUMNS} FROM incident_events \
+             WHERE incident_id = $1 AND kind = 'evidence_attached' AND details->>'sha256' = $2"
+        )))
         .bind(id)
         .bind(sha256)
         .fetch_optional(&self.pg)

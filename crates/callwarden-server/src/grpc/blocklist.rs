@@ -157,17 +157,7 @@ impl block_list_server::BlockList for BlockListService {
         request: Request<pb::ListRulesRequest>,
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
         let req = request.into_inner();
-        let page_size = match req.page_size {
-            0 => DEFAULT_PAGE_SIZE,
-            n if n <= MAX_PAGE_SIZE => n,
-            n => {
-                return Err(ApiError::invalid(
-                    "page_size",
-                    format!("{n} is more than {MAX_PAGE_SIZE}"),
-                )
-                .into());
-            }
-        };
+        let page_size = convert::page_size(req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let after = (!req.page_token.is_empty())
             .then(|| rule_id("page_token", &req.page_token))
             .transpose()?;

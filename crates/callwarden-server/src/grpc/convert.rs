@@ -265,6 +265,18 @@ pub fn time(
     .transpose()
 }
 
+/// A request's `page_size`: 0 means `default`; more than `max` is refused.
+pub fn page_size(requested: u32, default: u32, max: u32) -> Result<u32, ApiError> {
+    match requested {
+        0 => Ok(default),
+        n if n <= max => Ok(n),
+        n => Err(ApiError::invalid(
+            "page_size",
+            format!("{n} is more than {max}"),
+        )),
+    }
+}
+
 /// Required free text: trimmed, not empty, bounded, without control characters.
 pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let t = text(field, value, max)?;

@@ -19,6 +19,7 @@ use callwarden_domain::{
 use callwarden_proto::v1::{self as pb, review_server};
 use callwarden_storage::{
     StorageError,
+    audit::ReadFilter,
     incidents::{BlockDraft, EventDraft, IncidentStore},
     review::{
         Cursor, EventRecord, EvidenceRecord, IncidentFilter, IncidentRecord, Order, Plan,
@@ -39,8 +40,9 @@ use uuid::Uuid;
 const MAX_STATEMENT_LEN: usize = 8000;
 const MAX_REASON_LEN: usize = 2000;
 const MAX_NAME_LEN: usize = 200;
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 200;
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+const MAX_READS_PAGE: u32 = 500;
 /// The caller's other incidents shown with one incident.
 const CALLER_HISTORY: i64 = 50;
 /// Longest recording: a day.
@@ -221,6 +223,8 @@ impl View {
             details_json: self.json(&e.details).to_string(),
             prev_hash: hex::encode(&e.prev_hash),
             hash: hex::encode(&e.hash),
+            hash_scheme: e.scheme as u32,
+            salt: e.salt.as_deref().map(hex::encode).unwrap_or_default(),
         }
     }
 
@@ -311,6 +315,8 @@ pub fn incident_to_wire(r: &IncidentRecord, now: DateTime<Utc>) -> pb::Incident 
         resolution_note: r.resolution_note.clone().unwrap_or_default(),
         version: r.version as u32,
         chain_hash: hex::encode(&r.chain_hash),
+        legal_hold: r.legal_hold,
+        redacted_at: ts(r.redacted_at),
     }
 }
 
@@ -400,8 +406,24 @@ impl ReviewService {
         })
     }
 
+    /// Logs that `who` is shown these incidents, before they are: an answer that could not be
+    /// logged is not given.
+    async fn audit(
+        &self,
+        who: Option<&auth::Principal>,
+        rpc: &str,
+        ids: &[Uuid],
+    ) -> Result<(), ApiError> {
+        let who = who.ok_or_else(|| ApiError::PermissionDenied("no credentials".into()))?;
+        self.incidents
+            .record_reads(&who.subject, who.role.as_str(), rpc, ids, self.clock.now())
+            .await?;
+        Ok(())
+    }
+
     async fn list(
         &self,
+        who: Option<&auth::Principal>,
         req: pb::ListIncidentsRequest,
     ) -> Result<pb::ListIncidentsResponse, ApiError> {
         let filter = self.filter(&req)?;
@@ -415,16 +437,7 @@ impl ReviewService {
                 ));
             }
         };
-        let limit = match req.page_size as usize {
-            0 => DEFAULT_PAGE,
-            n if n <= MAX_PAGE => n,
-            n => {
-                return Err(ApiError::invalid(
-                    "page_size",
-                    format!("{n} is more than {MAX_PAGE}"),
-                ));
-            }
-        };
+        let limit = convert::page_size(req.page_size, DEFAULT_PAGE, MAX_PAGE)? as usize;
         let fingerprint = hex::encode(&Sha256::digest(format!("{filter:?}{order:?}"))[..8]);
         let (as_of, after) = if req.page_token.is_empty() {
             (self.clock.now(), None)
@@ -443,13 +456,19 @@ impl ReviewService {
         } else {
             String::new()
         };
+        let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
+        self.audit(who, "ListIncidents", &ids).await?;
         Ok(pb::ListIncidentsResponse {
             incidents: records.iter().map(|r| incident_to_wire(r, as_of)).collect(),
             next_page_token,
         })
     }
 
-    async fn detail(&self, id: Uuid) -> Result<pb::IncidentDetail, ApiError> {
+    async fn detail(
+        &self,
+        who: Option<&auth::Principal>,
+        id: Uuid,
+    ) -> Result<pb::IncidentDetail, ApiError> {
         let now = self.clock.now();
         let record = self.incidents.incident(id).await?;
         let events = self.incidents.events(id).await?;
@@ -465,6 +484,10 @@ impl ReviewService {
             None => (Vec::new(), Vec::new(), Vec::new()),
         };
         let view = View::of(&record).with_rule_seals(seals);
+        let shown: Vec<Uuid> = std::iter::once(id)
+            .chain(others.iter().map(|r| r.id))
+            .collect();
+        self.audit(who, "GetIncident", &shown).await?;
         Ok(pb::IncidentDetail {
             incident: Some(incident_to_wire(&record, now)),
             chain_verified: chain_verifies(id, &events),
@@ -641,6 +664,7 @@ impl ReviewService {
 
     async fn export(
         &self,
+        who: Option<&auth::Principal>,
         req: pb::ExportIncidentRequest,
     ) -> Result<pb::ExportIncidentResponse, ApiError> {
         let id = incident_id(&req.incident_id)?;
@@ -651,6 +675,7 @@ impl ReviewService {
         let record = self.incidents.incident(id).await?;
         let events = self.incidents.events(id).await?;
         let report = report(&record, &events, now);
+        self.audit(who, "ExportIncident", &[id]).await?;
         let (content_type, content, ext) = match format {
             pb::ExportFormat::Unspecified | pb::ExportFormat::Json => {
                 ("application/json", report.to_json(), "json")
@@ -808,7 +833,10 @@ impl review_server::Review for ReviewService {
         &self,
         request: Request<pb::ListIncidentsRequest>,
     ) -> Result<Response<pb::ListIncidentsResponse>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
+        let who = auth::principal(&request);
+        Ok(Response::new(
+            self.list(who.as_ref(), request.into_inner()).await?,
+        ))
     }
 
     async fn get_incident(
@@ -816,7 +844,8 @@ impl review_server::Review for ReviewService {
         request: Request<pb::GetIncidentRequest>,
     ) -> Result<Response<pb::IncidentDetail>, Status> {
         let id = incident_id(&request.get_ref().incident_id)?;
-        Ok(Response::new(self.detail(id).await?))
+        let who = auth::principal(&request);
+        Ok(Response::new(self.detail(who.as_ref(), id).await?))
     }
 
     type WatchIncidentsStream = ReceiverStream<Result<pb::IncidentChange, Status>>;
@@ -831,7 +860,9 @@ impl review_server::Review for ReviewService {
             .iter()
             .map(|v| convert::severity("severities", *v))
             .collect::<Result<Vec<_>, _>>()?;
-        let slot = self.streams.take(auth::principal(&request).as_ref())?;
+        let who = auth::principal(&request)
+            .ok_or_else(|| ApiError::PermissionDenied("no credentials".into()))?;
+        let slot = self.streams.take(Some(&who))?;
         let mut changes = self.feed.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
         let incidents = self.incidents.clone();
@@ -875,6 +906,24 @@ impl review_server::Review for ReviewService {
                 };
                 if !severities.is_empty() && !severities.contains(&record.severity) {
                     continue;
+                }
+                let logged = incidents
+                    .record_reads(
+                        &who.subject,
+                        who.role.as_str(),
+                        "WatchIncidents",
+                        &[id],
+                        clock.now(),
+                    )
+                    .await;
+                if let Err(e) = logged {
+                    tracing::warn!(error = %e, "could not log a read; ending the watch");
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "could not log the read; reconnect",
+                        )))
+                        .await;
+                    return;
                 }
                 let change = pb::IncidentChange {
                     incident: Some(incident_to_wire(&record, clock.now())),
@@ -1051,6 +1100,11 @@ impl review_server::Review for ReviewService {
         let deadlines = self.deadlines;
         let incident = self
             .change(id, |current| {
+                if current.redacted_at.is_some() {
+                    return Err(StorageError::Refused(format!(
+                        "incident {id} was redacted by retention; it cannot be reopened"
+                    )));
+                }
                 let deadline = deadlines.due(current.severity, now);
                 Ok(Plan {
                     transition: Some(Transition::Reopen),
@@ -1119,7 +1173,10 @@ impl review_server::Review for ReviewService {
         &self,
         request: Request<pb::ExportIncidentRequest>,
     ) -> Result<Response<pb::ExportIncidentResponse>, Status> {
-        Ok(Response::new(self.export(request.into_inner()).await?))
+        let who = auth::principal(&request);
+        Ok(Response::new(
+            self.export(who.as_ref(), request.into_inner()).await?,
+        ))
     }
 
     async fn get_stats(
@@ -1127,5 +1184,106 @@ impl review_server::Review for ReviewService {
         request: Request<pb::GetStatsRequest>,
     ) -> Result<Response<pb::GetStatsResponse>, Status> {
         Ok(Response::new(self.stats(request.into_inner()).await?))
+    }
+
+    async fn set_legal_hold(
+        &self,
+        request: Request<pb::SetLegalHoldRequest>,
+    ) -> Result<Response<pb::Incident>, Status> {
+        let admin = auth::principal(&request).is_some_and(|p| p.role == auth::Role::Admin);
+        let req = auth::bound(request, auth::Role::Supervisor, "supervisor_id", |r| {
+            &mut r.supervisor_id
+        })?;
+        let id = incident_id(&req.incident_id)?;
+        let by = pseudonym("supervisor_id", &req.supervisor_id)?;
+        let reason = convert::required_text("reason", &req.reason, MAX_REASON_LEN)?;
+        if !req.hold && !admin {
+            // Releasing a hold lets retention remove what a court or the police asked to keep.
+            return Err(ApiError::PermissionDenied(
+                "hold: only an admin may release a legal hold".into(),
+            )
+            .into());
+        }
+        let incident = self
+            .change(id, |current| {
+                if current.legal_hold == req.hold {
+                    // Already so: nothing to record, the answer is the incident as it is.
+                    return Ok(Plan {
+                        transition: None,
+                        row: RowChange::None,
+                        events: Vec::new(),
+                        block: None,
+                    });
+                }
+                if req.hold && current.redacted_at.is_some() {
+                    return Err(StorageError::Refused(format!(
+                        "incident {id} was already redacted by retention; there is nothing left \
+                         to hold"
+                    )));
+                }
+                Ok(Plan {
+                    transition: None,
+                    row: RowChange::LegalHold { hold: req.hold },
+                    events: vec![EventDraft {
+                        actor: by.clone(),
+                        kind: if req.hold {
+                            "legal_hold_placed"
+                        } else {
+                            "legal_hold_released"
+                        },
+                        details: json!({ "reason": reason }),
+                    }],
+                    block: None,
+                })
+            })
+            .await?;
+        tracing::info!(incident_id = %id, by, hold = req.hold, "legal hold changed");
+        Ok(Response::new(incident))
+    }
+
+    async fn list_incident_reads(
+        &self,
+        request: Request<pb::ListIncidentReadsRequest>,
+    ) -> Result<Response<pb::ListIncidentReadsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = ReadFilter {
+            incident_id: (!req.incident_id.is_empty())
+                .then(|| incident_id(&req.incident_id))
+                .transpose()?,
+            reader: (!req.reader.is_empty())
+                .then(|| pseudonym("reader", &req.reader))
+                .transpose()?,
+        };
+        let limit = convert::page_size(req.page_size, DEFAULT_PAGE, MAX_READS_PAGE)? as usize;
+        let before = match req.page_token.as_str() {
+            "" => None,
+            t => Some(t.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                ApiError::invalid("page_token", format!("{t:?} is not a page token"))
+            })?),
+        };
+        let mut reads = self
+            .incidents
+            .reads(&filter, before, limit as i64 + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let next_page_token = if reads.len() > limit {
+            reads.truncate(limit);
+            reads.last().map(|r| r.id.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListIncidentReadsResponse {
+            reads: reads
+                .into_iter()
+                .map(|r| pb::IncidentRead {
+                    at: Some(convert::timestamp(r.at)),
+                    reader: r.reader,
+                    reader_role: r.reader_role,
+                    incident_id: r.incident_id.to_string(),
+                    rpc: r.rpc,
+                })
+                .collect(),
+            next_page_token,
+        }))
     }
 }
