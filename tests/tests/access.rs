@@ -415,6 +415,43 @@ async fn oversized_requests_are_refused_before_they_are_read() {
 }
 
 #[tokio::test]
+async fn an_import_stream_is_bounded_and_a_longer_one_writes_nothing() {
+    let mut config = test_config(&redis_default());
+    config.max_import_rules = 3;
+    let app = spawn_app_with(config).await;
+    let rules = |n: u64| {
+        (0..n)
+            .map(|i| rule(&format!("+4860100000{i}")))
+            .collect::<Vec<_>>()
+    };
+    let too_long = app
+        .blocklist
+        .clone()
+        .import_rules(tokio_stream::iter(rules(4)))
+        .await
+        .unwrap_err();
+    assert_eq!(too_long.code(), Code::OutOfRange, "{too_long:?}");
+    assert!(too_long.message().contains("message #4"), "{too_long:?}");
+    let listed = app
+        .blocklist
+        .clone()
+        .list_rules(ListRulesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.rules.is_empty(), "{listed:?}");
+    let imported = app
+        .blocklist
+        .clone()
+        .import_rules(tokio_stream::iter(rules(3)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(imported.imported, 3);
+    app.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_flooding_operator_is_limited_and_nobody_else_is() {
     let mut config = test_config(&redis_default());
     config.auth.operator_requests_per_second = 2;

@@ -67,6 +67,8 @@ pub struct Config {
     pub log_filter: String,
     /// Largest request message accepted (each message of a client stream too).
     pub max_message_bytes: usize,
+    /// Most rules one ImportRules stream may carry (it is one transaction).
+    pub max_import_rules: u64,
     /// Longest a request handler may take (for a stream: until it is handed back); past it the
     /// call ends with DEADLINE_EXCEEDED. An import of a million rules takes about 13 s.
     pub rpc_timeout_ms: u64,
@@ -525,6 +527,7 @@ impl Default for Config {
             log_filter: "info".into(),
             shutdown_grace_ms: 10_000,
             max_message_bytes: 64 * 1024,
+            max_import_rules: 2_000_000,
             rpc_timeout_ms: 60_000,
             index_check_interval_ms: 1_000,
             live_call_ttl_seconds: 4 * 3600,
@@ -675,6 +678,30 @@ mod tests {
             assert_eq!(dir.policy(&chat).region.to_string(), "PL");
             assert_eq!(config.policy.policy().unwrap().cooldown.num_seconds(), 90);
             assert!(config.auth.hs256_secret.is_some());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_shipped_configuration_files_load() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+        let example = std::fs::read_to_string(deploy.join("callwarden.example.toml")).unwrap();
+        let dev = std::fs::read_to_string(deploy.join("callwarden.dev.toml")).unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("dev.toml", &dev)?;
+            let config = Config::load(Some(Path::new("dev.toml"))).unwrap();
+            assert!(config.tls.plaintext);
+            // The example keeps its secrets and certificates out of the file.
+            jail.create_file("example.toml", &example)?;
+            let err = Config::load(Some(Path::new("example.toml"))).unwrap_err();
+            assert!(err.to_string().contains("auth.hs256_secret"), "{err}");
+            jail.set_env("CALLWARDEN_AUTH__HS256_SECRET", "x".repeat(32));
+            jail.set_env("CALLWARDEN_PRIVACY__REDIS_SECRET", "y".repeat(32));
+            jail.set_env("CALLWARDEN_TLS__CERT_FILE", "/etc/callwarden/tls/tls.crt");
+            jail.set_env("CALLWARDEN_TLS__KEY_FILE", "/etc/callwarden/tls/tls.key");
+            let config = Config::load(Some(Path::new("example.toml"))).unwrap();
+            assert_eq!(config.retention.closed_incident_days, 365);
+            assert_eq!(config.max_import_rules, Config::default().max_import_rules);
             Ok(())
         });
     }

@@ -286,6 +286,7 @@ impl Application {
                 recent_window: self.policy.recent_window,
                 shutdown: token.clone(),
                 streams: streams.clone(),
+                line_cache: Default::default(),
             })))
             .add_service(limit!(ConsoleServer::new(ConsoleService {
                 live: self.live.clone(),
@@ -309,6 +310,7 @@ impl Application {
                 rules: self.rules.clone(),
                 lines: self.lines.clone(),
                 clock: self.clock.clone(),
+                max_import: self.config.max_import_rules.max(1),
             })))
             .serve_with_incoming_shutdown(
                 // Without NODELAY small replies wait on delayed ACKs: a 40 ms p99.

@@ -72,7 +72,14 @@ fn pattern_part(keyring: &Keyring, pattern: &str) -> String {
 }
 
 fn slot_key_of(prefix: &str, scope_part: &str, pattern_part: &str) -> String {
-    format!("{prefix}:r:{scope_part}:{pattern_part}")
+    // Built by hand: a check builds a few dozen of these, and `format!` showed in its profile.
+    let mut key = String::with_capacity(prefix.len() + scope_part.len() + pattern_part.len() + 4);
+    key.push_str(prefix);
+    key.push_str(":r:");
+    key.push_str(scope_part);
+    key.push(':');
+    key.push_str(pattern_part);
+    key
 }
 
 impl RuleIndex {

@@ -16,6 +16,8 @@ pub struct BlockListService {
     pub rules: RuleBook,
     pub lines: Arc<LineDirectory>,
     pub clock: Arc<dyn Clock>,
+    /// Bounds an import stream: it is one transaction.
+    pub max_import: u64,
 }
 
 fn rule_id(field: &str, value: &str) -> Result<RuleId, ApiError> {
@@ -52,6 +54,12 @@ impl BlockListService {
         // An error returns early and drops `import`, which rolls the whole import back.
         while let Some(message) = stream.next().await {
             n += 1;
+            if n > self.max_import {
+                return Err(Status::out_of_range(format!(
+                    "message #{n}: an import holds at most {} rules (max_import_rules); split it",
+                    self.max_import
+                )));
+            }
             let mut message = message?;
             message.created_by = auth::acting_as(
                 who.as_ref(),

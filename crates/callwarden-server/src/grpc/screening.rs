@@ -39,6 +39,7 @@ pub struct ScreeningService {
     pub shutdown: CancellationToken,
     /// Caps the command streams each switch holds.
     pub streams: auth::StreamSlots,
+    pub line_cache: convert::LineCache,
 }
 
 pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
@@ -60,7 +61,9 @@ impl ScreeningService {
     async fn check(&self, req: pb::CheckCallRequest) -> Result<pb::CheckCallResponse, ApiError> {
         convert::identifier("call_id", &req.call_id)?;
         convert::identifier("switch_id", &req.switch_id)?;
-        let line = convert::line(&req.line, self.lines.default_policy().region)?;
+        let line = self
+            .line_cache
+            .parse(&req.line, self.lines.default_policy().region)?;
         let policy = self.lines.policy(&line);
         let caller = CallerId::parse(&req.caller, policy.region)
             .map_err(|e| ApiError::invalid("caller", e))?;
