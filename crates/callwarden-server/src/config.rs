@@ -1,5 +1,7 @@
 //! Configuration: one typed struct, loaded once at start-up from defaults, then an optional TOML
 //! file, then `CALLWARDEN_*` environment variables (each top-level key, upper-cased).
+//! `CALLWARDEN_CONFIG` (the file) and `CALLWARDEN_TOKEN` (the load generator's credentials) are
+//! not keys.
 
 use callwarden_domain::{
     incident::{Category, Severity},
@@ -552,7 +554,11 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         let config: Config = figment
-            .merge(Env::prefixed("CALLWARDEN_").ignore(&["config"]).split("__"))
+            .merge(
+                Env::prefixed("CALLWARDEN_")
+                    .ignore(&["config", "token"])
+                    .split("__"),
+            )
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -656,6 +662,8 @@ mod tests {
             jail.set_env("CALLWARDEN_GRPC_ADDR", "127.0.0.1:7000");
             jail.set_env("CALLWARDEN_REDIS_URL", "redis://10.0.0.9:6379");
             jail.set_env("CALLWARDEN_CONFIG", "ignored.toml");
+            // The load generator's credentials, often exported in the same shell.
+            jail.set_env("CALLWARDEN_TOKEN", "eyJ...");
             jail.set_env("CALLWARDEN_POLICY__COOLDOWN_SECONDS", "90");
             jail.set_env(
                 "CALLWARDEN_AUTH__HS256_SECRET",

@@ -558,6 +558,9 @@ async fn escalate_overdue(
     }
 }
 
+/// Between two retention batches.
+const RETENTION_PAUSE: Duration = Duration::from_millis(200);
+
 /// Removes callers' numbers and notes from incidents closed longer than the retention period
 /// (unless on legal hold), a batch per transaction, until none are due; then waits for the
 /// next check. Until shutdown.
@@ -592,8 +595,11 @@ async fn retain(
                     break;
                 }
             }
-            if shutdown.is_cancelled() {
-                return;
+            // A backlog (a first start on years of history) is worked off in batches with room
+            // between them, so it does not crowd out the requests being served.
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(RETENTION_PAUSE) => {}
             }
         }
     }
