@@ -246,6 +246,20 @@ async fn retention_removes_numbers_and_notes_and_the_chain_still_verifies() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    // Nor take new content that would outlive the retention period.
+    let refused = app
+        .review
+        .clone()
+        .add_statement(AddStatementRequest {
+            incident_id: resolved.clone(),
+            author: SUP.into(),
+            role: StatementRole::Supervisor.into(),
+            text: "he called again from 601 234 567".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("redacted"), "{refused:?}");
 
     // Only an admin releases a hold; then retention takes the incident too.
     let refused = supervisor(&app, SUP)

@@ -638,6 +638,12 @@ impl IncidentStore {
             mut events,
             block,
         } = plan(&current)?;
+        if current.redacted_at.is_some() && !matches!(row, RowChange::Unsealed { .. }) {
+            // Anything added now (a statement, a reason) would outlive the retention period.
+            return Err(StorageError::Refused(format!(
+                "incident {id} was redacted by retention; it takes no further changes"
+            )));
+        }
         let status = match transition {
             Some(t) => review::transition(current.status, t)
                 .map_err(|source| StorageError::Transition { id, source })?,

@@ -1100,11 +1100,6 @@ impl review_server::Review for ReviewService {
         let deadlines = self.deadlines;
         let incident = self
             .change(id, |current| {
-                if current.redacted_at.is_some() {
-                    return Err(StorageError::Refused(format!(
-                        "incident {id} was redacted by retention; it cannot be reopened"
-                    )));
-                }
                 let deadline = deadlines.due(current.severity, now);
                 Ok(Plan {
                     transition: Some(Transition::Reopen),
@@ -1214,12 +1209,6 @@ impl review_server::Review for ReviewService {
                         events: Vec::new(),
                         block: None,
                     });
-                }
-                if req.hold && current.redacted_at.is_some() {
-                    return Err(StorageError::Refused(format!(
-                        "incident {id} was already redacted by retention; there is nothing left \
-                         to hold"
-                    )));
                 }
                 Ok(Plan {
                     transition: None,
