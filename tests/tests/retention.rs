@@ -505,3 +505,42 @@ async fn every_read_of_an_incident_is_in_the_audit_log() {
         .unwrap_err();
     assert_invalid(&bad, "page_token", "not-a-token");
 }
+
+#[tokio::test]
+async fn the_audit_log_keeps_reads_for_its_period_but_those_of_held_incidents() {
+    let mut config = retention_config();
+    config.retention.audit_log_days = 60;
+    let app = spawn_app_with(config).await;
+    let held = file(&app, CALLER, "op-1", NOTE).await;
+    let other = file(&app, "+48601999888", "op-2", "spam").await;
+    let mut sup = supervisor(&app, "sup-reader");
+    for id in [&held, &other] {
+        sup.get_incident(GetIncidentRequest {
+            incident_id: id.to_string(),
+        })
+        .await
+        .unwrap();
+    }
+    sup.set_legal_hold(hold(&held, true, "court order 4/2026"))
+        .await
+        .unwrap();
+    assert_eq!(reads(&app, of_incident(&other)).await.len(), 1);
+
+    // Past the incidents' period nothing changes for reads; past the log's own, they go.
+    app.clock.advance(chrono::Duration::days(61));
+    eventually("reads older than the log's period are removed", || async {
+        reads(&app, of_incident(&other)).await.is_empty()
+    })
+    .await;
+    let kept = reads(&app, of_incident(&held)).await;
+    assert_eq!(
+        rpcs(&kept),
+        vec![("sup-reader", "supervisor", "GetIncident")]
+    );
+    // Removal is retention's alone: outside it the log still refuses deletes.
+    let err = sqlx::query("DELETE FROM incident_reads")
+        .execute(&app.pg)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+}

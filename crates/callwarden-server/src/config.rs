@@ -394,6 +394,8 @@ impl TlsConfig {
 pub struct RetentionConfig {
     /// How long a closed incident keeps the caller's number and the notes.
     pub closed_incident_days: u32,
+    /// How long the audit log keeps a read (but reads of incidents on legal hold).
+    pub audit_log_days: u32,
     /// How often a replica looks for incidents due (replicas take different ones).
     pub check_interval_seconds: u64,
     /// Incidents redacted per transaction.
@@ -404,6 +406,7 @@ impl Default for RetentionConfig {
     fn default() -> Self {
         Self {
             closed_incident_days: 365,
+            audit_log_days: 730,
             check_interval_seconds: 3600,
             batch_size: 200,
         }
@@ -418,6 +421,12 @@ impl RetentionConfig {
                 what: "between 1 and 36600",
             });
         }
+        if !(1..=36_600).contains(&self.audit_log_days) {
+            return Err(ConfigError::Invalid {
+                key: "retention.audit_log_days",
+                what: "between 1 and 36600",
+            });
+        }
         if !(1..=10_000).contains(&self.batch_size) {
             return Err(ConfigError::Invalid {
                 key: "retention.batch_size",
@@ -429,6 +438,10 @@ impl RetentionConfig {
 
     pub fn period(&self) -> chrono::Duration {
         chrono::Duration::days(self.closed_incident_days.into())
+    }
+
+    pub fn audit_log_period(&self) -> chrono::Duration {
+        chrono::Duration::days(self.audit_log_days.into())
     }
 
     pub fn check_interval(&self) -> Duration {

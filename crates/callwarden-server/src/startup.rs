@@ -579,16 +579,22 @@ async fn retain(
         loop {
             let now = clock.now();
             let pass = incidents
-                .apply_retention(now - config.period(), now, config.batch_size.into())
+                .apply_retention(
+                    now - config.period(),
+                    now - config.audit_log_period(),
+                    now,
+                    config.batch_size.into(),
+                )
                 .await;
             match pass {
-                Ok(p) if p.incidents == 0 && p.calls == 0 => break,
+                Ok(p) if p.incidents == 0 && p.calls == 0 && p.reads == 0 => break,
                 Ok(p) => tracing::info!(
                     incidents = p.incidents,
                     events = p.events,
                     events_kept_whole = p.kept_whole,
                     calls = p.calls,
-                    "retention removed callers' numbers and notes"
+                    reads = p.reads,
+                    "retention removed callers' numbers and notes, and old audit rows"
                 ),
                 Err(e) => {
                     tracing::warn!(error = %e, "retention pass failed; retrying at the next check");

@@ -2,7 +2,8 @@
 //! period, and is not on legal hold, the caller's number and every note are removed from it,
 //! and callers' numbers from the call history behind it. The chain stays verifiable: each
 //! redacted event keeps the salted digests its hash was computed over (see
-//! `callwarden_domain::chain`), and the redaction itself is appended as an event.
+//! `callwarden_domain::chain`), and the redaction itself is appended as an event. The audit log
+//! of reads has its own, longer period.
 
 use crate::{
     StorageError,
@@ -26,15 +27,19 @@ pub struct RetentionPass {
     pub kept_whole: u64,
     /// Answered calls whose caller was removed.
     pub calls: u64,
+    /// Audit log rows older than their period removed.
+    pub reads: u64,
 }
 
 impl IncidentStore {
-    /// Redacts up to `batch` incidents closed before `cutoff` (oldest first) and up to `batch`
-    /// answered calls from before it whose incidents (if any) are all redacted, in one
-    /// transaction. Replicas running it at once take different incidents.
+    /// Redacts up to `batch` incidents closed before `cutoff` (oldest first), up to `batch`
+    /// answered calls from before it whose incidents (if any) are all redacted, and removes up
+    /// to `batch` audit log rows from before `reads_cutoff` (but those of incidents on legal
+    /// hold), in one transaction. Replicas running it at once take different rows.
     pub async fn apply_retention(
         &self,
         cutoff: DateTime<Utc>,
+        reads_cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
         batch: i64,
     ) -> Result<RetentionPass, StorageError> {
@@ -119,11 +124,24 @@ impl IncidentStore {
         .execute(&mut *tx)
         .await?
         .rows_affected();
+        pass.reads = sqlx::query(
+            "DELETE FROM incident_reads WHERE id IN ( \
+               SELECT r.id FROM incident_reads r WHERE r.at < $1 \
+                 AND NOT EXISTS (SELECT 1 FROM incidents i \
+                                 WHERE i.id = r.incident_id AND i.legal_hold) \
+               ORDER BY r.at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(reads_cutoff)
+        .bind(batch)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         tx.commit().await?;
         for (what, n) in [
             ("incidents", pass.incidents),
             ("events", pass.events),
             ("calls", pass.calls),
+            ("reads", pass.reads),
         ] {
             metrics::counter!("callwarden_retention_redacted_total", "what" => what).increment(n);
         }
