@@ -3,8 +3,9 @@
 //! [`RedisServer`] starts a private Redis for tests that must stop or restart it.
 
 use callwarden_proto::v1::{
-    AddRuleRequest, CallCommand, CallEventKind, CheckCallRequest, CheckCallResponse, Effect,
-    GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest, Rule, Scope, ScopeKind,
+    AddRuleRequest, BlockChoice, CallCommand, CallEventKind, Category, CheckActiveCallRequest,
+    CheckActiveCallResponse, CheckCallRequest, CheckCallResponse, Effect, FlagCallRequest,
+    GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest, Rule, Scope, ScopeKind, Severity,
     WatchCommandsRequest, block_list_client::BlockListClient, console_client::ConsoleClient,
     review_client::ReviewClient, screening_client::ScreeningClient,
 };
@@ -292,6 +293,19 @@ impl TestApp {
         call_id
     }
 
+    /// What the switch would be told to do with a call now (CheckActiveCall).
+    pub async fn call_action(&self, call_id: &str, switch: &str) -> CheckActiveCallResponse {
+        self.screening
+            .clone()
+            .check_active_call(CheckActiveCallRequest {
+                call_id: call_id.into(),
+                switch_id: switch.into(),
+            })
+            .await
+            .unwrap_or_else(|s| panic!("CheckActiveCall {call_id}: {s}"))
+            .into_inner()
+    }
+
     pub async fn call_event(
         &self,
         call_id: &str,
@@ -394,6 +408,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Deletes every key of this deployment, as a Redis restart without persistence would;
+    /// returns how many there were.
+    pub async fn lose_redis_keys(&self) -> usize {
+        let keys = self.index_keys().await;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut self.redis.clone())
+                .await
+                .unwrap();
+        }
+        keys.len()
+    }
+
     /// Stops the service gracefully and reports how it ended.
     pub async fn stop(mut self) -> Result<(), String> {
         let _ = self.shutdown.take().unwrap().send(());
@@ -402,6 +430,22 @@ impl TestApp {
 }
 
 /// A rule request; fields not given take the defaults of a plain global block.
+/// A FlagCall of `call_id` by `operator`: fraud or spam, low, no note, no block, a fresh
+/// request id. Tests change what they are about with `..flag_request(..)`.
+pub fn flag_request(call_id: &str, operator: &str) -> FlagCallRequest {
+    FlagCallRequest {
+        call_id: call_id.into(),
+        operator_id: operator.into(),
+        category: Category::FraudOrSpam.into(),
+        severity: Severity::Low.into(),
+        note: String::new(),
+        block: BlockChoice::None.into(),
+        anonymous: false,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        debrief: false,
+    }
+}
+
 pub fn rule(pattern: &str) -> AddRuleRequest {
     AddRuleRequest {
         pattern: pattern.into(),

@@ -217,19 +217,9 @@ async fn an_operator_acts_only_on_their_own_calls_and_as_themselves() {
     let refused = anna.end_and_flag(report("", "r2")).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
     // Nothing was sent to the switch.
-    let active = app
-        .screening
-        .clone()
-        .check_active_call(CheckActiveCallRequest {
-            call_id: call.clone(),
-            switch_id: "sw-acl".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        active.action,
-        callwarden_proto::v1::CallAction::Continue as i32
+        app.call_action(&call, "sw-acl").await.action(),
+        callwarden_proto::v1::CallAction::Continue
     );
     // The operator who answered it ends it, without naming herself: the token does.
     let mut bea = ConsoleClient::new(with_token(&app.raw_channel, &token(Role::Operator, "op-b")));
@@ -397,19 +387,9 @@ async fn oversized_requests_are_refused_before_they_are_read() {
         .unwrap_err();
     assert_eq!(huge.code(), Code::OutOfRange, "{huge:?}");
     // Neither ended the call.
-    let active = app
-        .screening
-        .clone()
-        .check_active_call(CheckActiveCallRequest {
-            call_id: call.clone(),
-            switch_id: "sw-acl".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
     assert_eq!(
-        active.action,
-        callwarden_proto::v1::CallAction::Continue as i32
+        app.call_action(&call, "sw-acl").await.action(),
+        callwarden_proto::v1::CallAction::Continue
     );
     app.stop().await.unwrap();
 }

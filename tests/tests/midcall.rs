@@ -2,9 +2,9 @@
 //! their hash-chained events in Postgres, and the report policy.
 
 use callwarden_proto::v1::{
-    AckCommandRequest, BlockChoice, CallAction, CallEventKind, Category, CheckActiveCallRequest,
-    CheckCallRequest, CommandKind, Decision, EndAndFlagRequest, EndAndFlagResponse,
-    FlagCallRequest, GetOperatorStatusRequest, ReportPastCallRequest, Severity, WarnCallerRequest,
+    AckCommandRequest, BlockChoice, CallAction, CallEventKind, Category, CheckCallRequest,
+    CommandKind, Decision, EndAndFlagRequest, EndAndFlagResponse, FlagCallRequest,
+    GetOperatorStatusRequest, ReportPastCallRequest, Severity, WarnCallerRequest,
 };
 use callwarden_tests::*;
 use chrono::Duration;
@@ -143,16 +143,7 @@ async fn end_and_flag_terminates_on_the_switch_stream_and_records_the_incident()
     );
 
     // Switches that poll see the same.
-    let active = app
-        .screening
-        .clone()
-        .check_active_call(CheckActiveCallRequest {
-            call_id: call.clone(),
-            switch_id: "sw-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let active = app.call_action(&call, "sw-1").await;
     assert_eq!(
         (active.action(), active.announcement.as_str()),
         (CallAction::Terminate, "conduct-terminated")
@@ -286,16 +277,7 @@ async fn unacknowledged_commands_are_sent_again_after_a_reconnect() {
     );
     assert_eq!(next.announcement, "conduct-warning");
     // A warning does not end the call.
-    let active = app
-        .screening
-        .clone()
-        .check_active_call(CheckActiveCallRequest {
-            call_id: other,
-            switch_id: "sw-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let active = app.call_action(&other, "sw-1").await;
     assert_eq!(active.action(), CallAction::Continue);
 }
 
@@ -560,15 +542,8 @@ async fn global_blocks_come_from_a_request_a_high_severity_or_repeated_reports()
     let b = "+48601000002";
     let call = app.answered_call(b, "sw-1", "op-1").await;
     let flag = FlagCallRequest {
-        call_id: call,
-        operator_id: "op-1".into(),
-        category: Category::FraudOrSpam.into(),
         severity: Severity::High.into(),
-        note: String::new(),
-        block: BlockChoice::None.into(),
-        anonymous: false,
-        request_id: Uuid::new_v4().to_string(),
-        debrief: false,
+        ..flag_request(&call, "op-1")
     };
     let reply = app
         .console
@@ -743,15 +718,9 @@ async fn a_past_call_is_reported_from_the_operators_history_only() {
     assert_eq!(err.code(), Code::NotFound);
     // Ending it again, or flagging it as if it were live, is refused.
     let flag = FlagCallRequest {
-        call_id: call.clone(),
-        operator_id: "op-1".into(),
         category: Category::Other.into(),
-        severity: Severity::Low.into(),
-        note: String::new(),
         block: 0,
-        anonymous: false,
-        request_id: Uuid::new_v4().to_string(),
-        debrief: false,
+        ..flag_request(&call, "op-1")
     };
     let err = app.console.clone().flag_call(flag).await.unwrap_err();
     assert!(
@@ -869,12 +838,7 @@ async fn recent_incident_counts_come_back_after_redis_loses_them() {
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
     end_and_flag(&app, report(&call, "op-1")).await.unwrap();
     assert_eq!(check_as(&app, CALLER, "").await.recent_flags, 1);
-    let keys = app.index_keys().await;
-    redis::cmd("DEL")
-        .arg(&keys)
-        .query_async::<()>(&mut app.redis.clone())
-        .await
-        .unwrap();
+    app.lose_redis_keys().await;
     eventually("recent_flags restored from Postgres", || async {
         check_as(&app, CALLER, "").await.recent_flags == 1
     })

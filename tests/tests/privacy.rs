@@ -288,15 +288,8 @@ async fn redis_holds_no_phone_number_in_clear() {
         .console
         .clone()
         .flag_call(FlagCallRequest {
-            call_id: live_call,
-            operator_id: "op-2".into(),
-            category: Category::FraudOrSpam.into(),
-            severity: Severity::Low.into(),
-            note: String::new(),
             block: BlockChoice::GlobalRequest.into(),
-            anonymous: false,
-            request_id: Uuid::new_v4().to_string(),
-            debrief: false,
+            ..flag_request(&live_call, "op-2")
         })
         .await
         .unwrap()
@@ -359,12 +352,7 @@ async fn redis_holds_no_phone_number_in_clear() {
 
     // Redis loses everything: the index is rebuilt and the recent incidents restored from
     // Postgres, still without a number in clear.
-    let keys = app.index_keys().await;
-    redis::cmd("DEL")
-        .arg(&keys)
-        .query_async::<()>(&mut app.redis.clone())
-        .await
-        .unwrap();
+    app.lose_redis_keys().await;
     eventually("the index and the recent incidents are back", || async {
         let r = check(&app, REPORTED_END, PL_LINE, "").await;
         let keys = app.index_keys().await;
@@ -433,17 +421,7 @@ async fn a_new_secret_rebuilds_the_index_and_replicas_that_disagree_answer_right
     let call = old.answered_call(REPORTED_END, SWITCH, "op-1").await;
     old.console
         .clone()
-        .flag_call(FlagCallRequest {
-            call_id: call,
-            operator_id: "op-1".into(),
-            category: Category::FraudOrSpam.into(),
-            severity: Severity::Low.into(),
-            note: String::new(),
-            block: BlockChoice::None.into(),
-            anonymous: false,
-            request_id: Uuid::new_v4().to_string(),
-            debrief: false,
-        })
+        .flag_call(flag_request(&call, "op-1"))
         .await
         .unwrap();
     assert_eq!(check(&old, REPORTED_END, PL_LINE, "").await.recent_flags, 1);
@@ -493,17 +471,7 @@ async fn a_new_secret_rebuilds_the_index_and_replicas_that_disagree_answer_right
 
     // The call answered before the change was sealed with the old secret: the new one cannot
     // read it, so a report on it is refused rather than recorded without its caller.
-    let flag = FlagCallRequest {
-        call_id: straddling,
-        operator_id: "op-2".into(),
-        category: Category::FraudOrSpam.into(),
-        severity: Severity::Low.into(),
-        note: String::new(),
-        block: BlockChoice::None.into(),
-        anonymous: false,
-        request_id: Uuid::new_v4().to_string(),
-        debrief: false,
-    };
+    let flag = flag_request(&straddling, "op-2");
     let refused = new
         .console
         .clone()
@@ -560,15 +528,8 @@ async fn a_live_call_kept_in_clear_by_an_older_version_can_still_be_reported() {
         .console
         .clone()
         .flag_call(FlagCallRequest {
-            call_id: call_id.clone(),
-            operator_id: "op-1".into(),
-            category: Category::FraudOrSpam.into(),
-            severity: Severity::Low.into(),
-            note: String::new(),
             block: BlockChoice::FromMe.into(),
-            anonymous: false,
-            request_id: Uuid::new_v4().to_string(),
-            debrief: false,
+            ..flag_request(&call_id, "op-1")
         })
         .await
         .unwrap()

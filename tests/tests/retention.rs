@@ -4,10 +4,10 @@
 //! incident is in the audit log, which only admins read and nobody can rewrite.
 
 use callwarden_proto::v1::{
-    AcknowledgeIncidentRequest, AddStatementRequest, BlockChoice, Category, DismissIncidentRequest,
+    AcknowledgeIncidentRequest, AddStatementRequest, Category, DismissIncidentRequest,
     ExportIncidentRequest, FlagCallRequest, GetIncidentRequest, Incident, IncidentDetail,
     IncidentRead, ListIncidentReadsRequest, ListIncidentsRequest, Outcome, ReopenIncidentRequest,
-    ResolveIncidentRequest, SetLegalHoldRequest, Severity, StatementRole, WatchIncidentsRequest,
+    ResolveIncidentRequest, SetLegalHoldRequest, StatementRole, WatchIncidentsRequest,
     review_client::ReviewClient,
 };
 use callwarden_server::auth::Role;
@@ -26,15 +26,9 @@ async fn file(app: &TestApp, caller: &str, operator: &str, note: &str) -> String
     app.console
         .clone()
         .flag_call(FlagCallRequest {
-            call_id,
-            operator_id: operator.into(),
             category: Category::AbusiveLanguage.into(),
-            severity: Severity::Low.into(),
             note: note.into(),
-            block: BlockChoice::None.into(),
-            anonymous: false,
-            request_id: Uuid::new_v4().to_string(),
-            debrief: false,
+            ..flag_request(&call_id, operator)
         })
         .await
         .unwrap()

@@ -3,6 +3,7 @@
 //! which role may call which RPC ([`allowed`]). The services then read the [`Principal`] from
 //! the request to bind pseudonyms in requests to the caller's own.
 
+use crate::memo::Memo;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -150,13 +151,16 @@ pub struct Authenticator {
     /// Tokens whose signature, audience and issuer were verified → who they name and their
     /// `exp`: a console sends the same token with every request, and verifying it again cost
     /// as much as a tenth of a check. Expiry is still checked on every use.
-    verified: std::sync::RwLock<HashMap<String, (Principal, i64)>>,
+    verified: Memo<String, (Principal, i64)>,
+    /// Client certificates (DER) → the switch each names: a switch presents the same one with
+    /// every check, and reading the X.509 structure again each time is wasted.
+    certificates: Memo<Vec<u8>, Option<String>>,
     /// Tolerance on `exp`, in seconds.
     leeway: i64,
 }
 
-/// Verified tokens remembered at most; past it the cache starts afresh.
-const VERIFIED_TOKENS_MAX: usize = 16_384;
+/// Verified tokens, and certificates, remembered at most.
+const CREDENTIALS_REMEMBERED: usize = 16_384;
 
 impl Authenticator {
     pub fn new(
@@ -192,7 +196,8 @@ impl Authenticator {
             switch_keys,
             rates: HashMap::new(),
             buckets: Default::default(),
-            verified: Default::default(),
+            verified: Memo::new(CREDENTIALS_REMEMBERED),
+            certificates: Memo::new(CREDENTIALS_REMEMBERED),
             leeway: leeway_seconds.min(i64::MAX as u64) as i64,
         }
     }
@@ -264,7 +269,9 @@ impl Authenticator {
         }
         let Some(header) = headers.get(http::header::AUTHORIZATION) else {
             return match client_certificate {
-                Some(der) => crate::tls::switch_id(der)
+                Some(der) => self
+                    .certificates
+                    .get_or_try_insert(der, || Ok::<_, Denial>(crate::tls::switch_id(der)))?
                     .map(|switch| Principal {
                         role: Role::Switch,
                         subject: switch,
@@ -278,9 +285,9 @@ impl Authenticator {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(Denial::Malformed)?;
-        if let Some((principal, exp)) = self.verified.read().expect("token cache").get(token) {
+        if let Some((principal, exp)) = self.verified.get(token) {
             return if now <= exp.saturating_add(self.leeway) {
-                Ok(principal.clone())
+                Ok(principal)
             } else {
                 Err(Denial::Expired)
             };
@@ -305,11 +312,8 @@ impl Authenticator {
                         role: c.role,
                         subject: c.sub,
                     };
-                    let mut verified = self.verified.write().expect("token cache");
-                    if verified.len() >= VERIFIED_TOKENS_MAX {
-                        verified.clear();
-                    }
-                    verified.insert(token.to_owned(), (principal.clone(), c.exp));
+                    self.verified
+                        .insert(token.to_owned(), (principal.clone(), c.exp));
                     return Ok(principal);
                 }
                 Err(e) => {
@@ -689,7 +693,7 @@ mod tests {
         let t = mint("s3cret", Role::Operator, "op-1", "callwarden", now, 60);
         let h = bearer(&t);
         assert!(a.authenticate_at(&h, None, now).is_ok());
-        assert!(a.verified.read().unwrap().contains_key(&t), "remembered");
+        assert!(a.verified.get(t.as_str()).is_some(), "remembered");
         // Within exp plus the 30 s skew, then not.
         assert!(a.authenticate_at(&h, None, now + 60 + 30).is_ok());
         assert_eq!(

@@ -9,6 +9,7 @@ pub mod feed;
 pub mod grpc;
 pub mod http;
 pub mod hub;
+pub mod memo;
 pub mod startup;
 pub mod telemetry;
 pub mod tls;

@@ -13,6 +13,7 @@ use crate::{
     },
     http::{self, HttpState},
     hub::CommandHub,
+    memo::Memo,
     telemetry,
     tls::{Tls, TlsListener},
 };
@@ -286,7 +287,7 @@ impl Application {
                 recent_window: self.policy.recent_window,
                 shutdown: token.clone(),
                 streams: streams.clone(),
-                line_cache: Default::default(),
+                lines_seen: Memo::new(LINES_REMEMBERED),
             })))
             .add_service(limit!(ConsoleServer::new(ConsoleService {
                 live: self.live.clone(),
@@ -557,6 +558,9 @@ async fn escalate_overdue(
         }
     }
 }
+
+/// Distinct lines (as switches write them) each replica keeps parsed.
+const LINES_REMEMBERED: usize = 4096;
 
 /// Between two retention batches.
 const RETENTION_PAUSE: Duration = Duration::from_millis(200);

@@ -9,6 +9,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use std::{net::SocketAddr, path::Path, sync::Arc, time::Duration};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::{TlsAcceptor, server::TlsStream};
+use x509_cert::der::{
+    Decode,
+    asn1::{ObjectIdentifier, PrintableStringRef, Utf8StringRef},
+};
 
 /// A handshake that takes longer is dropped, so slow clients cannot pile up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,18 +92,19 @@ impl TlsConfig {
     }
 }
 
+/// id-at-commonName (2.5.4.3).
+const COMMON_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.4.3");
+
 /// The switch a client certificate stands for: its subject's common name. None when the
 /// certificate cannot be read or names no one.
 pub fn switch_id(certificate: &[u8]) -> Option<String> {
-    use x509_cert::der::{Decode, asn1::PrintableStringRef, asn1::Utf8StringRef};
     let cert = x509_cert::Certificate::from_der(certificate).ok()?;
-    let cn = const_oid_cn();
     cert.tbs_certificate
         .subject
         .0
         .iter()
         .flat_map(|rdn| rdn.0.iter())
-        .filter(|atv| atv.oid == cn)
+        .filter(|atv| atv.oid == COMMON_NAME)
         .find_map(|atv| {
             atv.value
                 .decode_as::<Utf8StringRef<'_>>()
@@ -112,11 +117,6 @@ pub fn switch_id(certificate: &[u8]) -> Option<String> {
                 .ok()
         })
         .filter(|id| !id.is_empty())
-}
-
-/// id-at-commonName (2.5.4.3).
-fn const_oid_cn() -> x509_cert::der::asn1::ObjectIdentifier {
-    x509_cert::der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3")
 }
 
 /// The HTTP side's TLS listener for axum: accepts TCP connections and runs each handshake in

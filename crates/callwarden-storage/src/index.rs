@@ -228,26 +228,8 @@ impl RuleIndex {
     /// another secret, nor those written in clear before keyed names). It scans the whole
     /// keyspace, which is cheap in the usual case: Redis came back empty.
     pub async fn clear(&self) -> Result<(), redis::RedisError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}:r:*", self.prefix);
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                conn.unlink::<_, ()>(keys).await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        crate::unlink_matching(&self.conn, &format!("{}:r:*", self.prefix)).await?;
+        Ok(())
     }
 
     /// Takes the rebuild lock that keeps replicas from rebuilding at the same time.

@@ -33,3 +33,32 @@ pub async fn connect_redis(
     let manager = redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
     Ok((client, manager))
 }
+
+/// Unlinks every key matching `pattern`, a SCAN page at a time (never a blocking KEYS);
+/// returns how many.
+pub(crate) async fn unlink_matching(
+    conn: &redis::aio::ConnectionManager,
+    pattern: &str,
+) -> Result<usize, redis::RedisError> {
+    use redis::AsyncCommands;
+    let mut conn = conn.clone();
+    let (mut cursor, mut unlinked) = (0u64, 0usize);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(10_000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            unlinked += keys.len();
+            conn.unlink::<_, ()>(keys).await?;
+        }
+        if next == 0 {
+            return Ok(unlinked);
+        }
+        cursor = next;
+    }
+}

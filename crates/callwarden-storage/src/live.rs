@@ -351,27 +351,7 @@ impl LiveState {
     /// Drops recent-incident keys named by the number in clear (`flags:+{digits}`), as versions
     /// before keyed names wrote them; returns how many. Run before the counts are restored.
     pub async fn drop_clear_flags(&self) -> Result<usize, redis::RedisError> {
-        let mut conn = self.conn.clone();
-        let pattern = format!("{}:flags:+*", self.prefix);
-        let (mut cursor, mut dropped) = (0u64, 0usize);
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut conn)
-                .await?;
-            if !keys.is_empty() {
-                dropped += keys.len();
-                conn.unlink::<_, ()>(keys).await?;
-            }
-            if next == 0 {
-                return Ok(dropped);
-            }
-            cursor = next;
-        }
+        crate::unlink_matching(&self.conn, &format!("{}:flags:+*", self.prefix)).await
     }
 
     pub async fn mark_flags_ready(&self) -> Result<(), redis::RedisError> {

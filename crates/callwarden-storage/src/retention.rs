@@ -69,26 +69,25 @@ impl IncidentStore {
             .bind(id)
             .fetch_all(&mut *tx)
             .await?;
-            let (mut redacted, mut whole) = (0u64, 0u64);
-            for e in &events {
-                match (e.scheme, &e.salt) {
-                    (1, _) => whole += 1,
-                    (_, Some(salt)) => {
-                        sqlx::query(
-                            "UPDATE incident_events SET details = $3, salt = NULL \
-                             WHERE incident_id = $1 AND seq = $2",
-                        )
-                        .bind(id)
-                        .bind(e.seq)
-                        .bind(chain::redact(&e.details, salt))
-                        .execute(&mut *tx)
-                        .await?;
-                        redacted += 1;
-                    }
-                    // Already redacted.
-                    (_, None) => {}
-                }
-            }
+            // Events from before redaction existed are hashed whole; those without a salt are
+            // redacted already.
+            let whole = events.iter().filter(|e| e.scheme == 1).count() as u64;
+            let (seqs, details): (Vec<i32>, Vec<serde_json::Value>) = events
+                .iter()
+                .filter(|e| e.scheme != 1)
+                .filter_map(|e| Some((e.seq, chain::redact(&e.details, e.salt.as_deref()?))))
+                .unzip();
+            let redacted = seqs.len() as u64;
+            sqlx::query(
+                "UPDATE incident_events e SET details = r.details, salt = NULL \
+                 FROM unnest($2::int[], $3::jsonb[]) AS r(seq, details) \
+                 WHERE e.incident_id = $1 AND e.seq = r.seq",
+            )
+            .bind(id)
+            .bind(&seqs)
+            .bind(&details)
+            .execute(&mut *tx)
+            .await?;
             sqlx::query(
                 "UPDATE incidents SET caller_e164 = NULL, note = '', resolution_note = NULL, \
                  redacted_at = $2 WHERE id = $1",

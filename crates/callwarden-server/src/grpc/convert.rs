@@ -81,30 +81,6 @@ pub fn line(value: &str, default_region: Region) -> Result<LineId, ApiError> {
     LineId::parse(value, default_region).map_err(|e| ApiError::invalid("line", e))
 }
 
-/// Lines as switches write them, each parsed once: a switch sends the same few service numbers
-/// with every check, and parsing one (libphonenumber's validation) cost a tenth of a check.
-/// Bounded: past [`LineCache::MAX`] entries it starts afresh.
-#[derive(Default)]
-pub struct LineCache(std::sync::RwLock<std::collections::HashMap<String, LineId>>);
-
-impl LineCache {
-    const MAX: usize = 4096;
-
-    /// [`line`], remembered. The region is the service's default, fixed for its lifetime.
-    pub fn parse(&self, value: &str, default_region: Region) -> Result<LineId, ApiError> {
-        if let Some(line) = self.0.read().expect("line cache").get(value) {
-            return Ok(line.clone());
-        }
-        let parsed = line(value, default_region)?;
-        let mut cache = self.0.write().expect("line cache");
-        if cache.len() >= Self::MAX {
-            cache.clear();
-        }
-        cache.insert(value.to_owned(), parsed.clone());
-        Ok(parsed)
-    }
-}
-
 pub fn effect(field: &str, value: i32) -> Result<Effect, ApiError> {
     match pb::Effect::try_from(value) {
         Ok(pb::Effect::Unspecified | pb::Effect::Block) => Ok(Effect::Block),

@@ -26,7 +26,7 @@ use callwarden_storage::{
         RowChange, StatementRecord, chain_verifies,
     },
 };
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -66,6 +66,20 @@ pub struct ReviewService {
 fn incident_id(value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value)
         .map_err(|_| ApiError::invalid("incident_id", format!("{value:?} is not an incident id")))
+}
+
+/// The fields of a supervisor's act that needs a reason (dismiss, reopen, unseal, legal hold):
+/// the incident, who acts, why.
+fn reasoned_act(
+    incident: &str,
+    supervisor: &str,
+    reason: &str,
+) -> Result<(Uuid, String, String), ApiError> {
+    Ok((
+        incident_id(incident)?,
+        pseudonym("supervisor_id", supervisor)?,
+        convert::required_text("reason", reason, MAX_REASON_LEN)?,
+    ))
 }
 
 fn pseudonym(field: &str, value: &str) -> Result<String, ApiError> {
@@ -1024,13 +1038,14 @@ impl review_server::Review for ReviewService {
             })
             .await
             .map_err(ApiError::from)?;
-        let events = self.incidents.events(id).await.map_err(ApiError::from)?;
-        let statement = events
-            .iter()
-            .rev()
-            .filter_map(StatementRecord::from_event)
-            .find(|s| s.id == statement_id)
-            .ok_or_else(|| ApiError::from(StorageError::Internal("statement vanished".into())))?;
+        // The statement as its event now holds it (the store keeps microseconds).
+        let statement = StatementRecord {
+            id: statement_id,
+            author,
+            role: role.as_str().to_owned(),
+            text,
+            at: now.trunc_subsecs(6),
+        };
         Ok(Response::new(View::of(&record).statement(id, &statement)))
     }
 
@@ -1061,9 +1076,7 @@ impl review_server::Review for ReviewService {
         let req = auth::bound(request, auth::Role::Supervisor, "supervisor_id", |r| {
             &mut r.supervisor_id
         })?;
-        let id = incident_id(&req.incident_id)?;
-        let by = pseudonym("supervisor_id", &req.supervisor_id)?;
-        let reason = convert::required_text("reason", &req.reason, MAX_REASON_LEN)?;
+        let (id, by, reason) = reasoned_act(&req.incident_id, &req.supervisor_id, &req.reason)?;
         let incident = self
             .change(id, |_| {
                 Ok(Plan {
@@ -1093,9 +1106,7 @@ impl review_server::Review for ReviewService {
         let req = auth::bound(request, auth::Role::Supervisor, "supervisor_id", |r| {
             &mut r.supervisor_id
         })?;
-        let id = incident_id(&req.incident_id)?;
-        let by = pseudonym("supervisor_id", &req.supervisor_id)?;
-        let reason = convert::required_text("reason", &req.reason, MAX_REASON_LEN)?;
+        let (id, by, reason) = reasoned_act(&req.incident_id, &req.supervisor_id, &req.reason)?;
         let now = self.clock.now();
         let deadlines = self.deadlines;
         let incident = self
@@ -1128,9 +1139,7 @@ impl review_server::Review for ReviewService {
         let req = auth::bound(request, auth::Role::Supervisor, "supervisor_id", |r| {
             &mut r.supervisor_id
         })?;
-        let id = incident_id(&req.incident_id)?;
-        let by = pseudonym("supervisor_id", &req.supervisor_id)?;
-        let reason = convert::required_text("reason", &req.reason, MAX_REASON_LEN)?;
+        let (id, by, reason) = reasoned_act(&req.incident_id, &req.supervisor_id, &req.reason)?;
         let record = self
             .incidents
             .change(id, self.clock.now(), |current| {
@@ -1189,9 +1198,7 @@ impl review_server::Review for ReviewService {
         let req = auth::bound(request, auth::Role::Supervisor, "supervisor_id", |r| {
             &mut r.supervisor_id
         })?;
-        let id = incident_id(&req.incident_id)?;
-        let by = pseudonym("supervisor_id", &req.supervisor_id)?;
-        let reason = convert::required_text("reason", &req.reason, MAX_REASON_LEN)?;
+        let (id, by, reason) = reasoned_act(&req.incident_id, &req.supervisor_id, &req.reason)?;
         if !req.hold && !admin {
             // Releasing a hold lets retention remove what a court or the police asked to keep.
             return Err(ApiError::PermissionDenied(
