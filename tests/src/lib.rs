@@ -151,6 +151,15 @@ pub fn test_config(redis_url: &str) -> Config {
         redis_url: redis_url.to_owned(),
         redis_key_prefix: format!("cwtest:{id}"),
         index_check_interval_ms: 50,
+        // Tests assert what is answered, not how fast: a debug build sharing two cores with the
+        // rest of the suite must not fall back to the failure policy by accident. The failure
+        // suite sets its own.
+        check_budget_ms: 2_000,
+        spool: callwarden_server::config::SpoolConfig {
+            dir: std::env::temp_dir().join(format!("cw-spool-{id}")),
+            write_timeout_ms: 10_000,
+            drain_interval_ms: 100,
+        },
         auth: callwarden_server::config::AuthConfig {
             hs256_secret: Some(TEST_JWT_SECRET.into()),
             switch_keys: vec![callwarden_server::config::SwitchKey {
@@ -177,12 +186,14 @@ pub fn test_config(redis_url: &str) -> Config {
                 region: None,
                 anonymous_policy: Some(callwarden_domain::line::AnonymousPolicy::Reject),
                 notice_on_recent_incidents: None,
+                failure_policy: None,
             },
             LineConfig {
                 number: "+44 20 7946 0018".into(),
                 region: Some("GB".parse().unwrap()),
                 anonymous_policy: Some(callwarden_domain::line::AnonymousPolicy::Allow),
                 notice_on_recent_incidents: None,
+                failure_policy: None,
             },
         ],
         ..Config::default()
@@ -489,6 +500,7 @@ impl Drop for TestApp {
         if !self.owns_keys {
             return;
         }
+        let _ = std::fs::remove_dir_all(&self.config.spool.dir);
         let database = std::mem::take(&mut self.database);
         let prefix = self.config.redis_key_prefix.clone();
         let redis_url = self.config.redis_url.clone();

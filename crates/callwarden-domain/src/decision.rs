@@ -2,7 +2,7 @@
 //! the call reach an operator, and why.
 
 use crate::{
-    line::{AnonymousPolicy, LinePolicy},
+    line::{AnonymousPolicy, FailurePolicy, LinePolicy},
     phone::CallerId,
     rule::{Effect, Pattern, RuleMatch},
 };
@@ -27,6 +27,10 @@ pub enum Reason {
     AnonymousNotice,
     AnonymousRejected,
     RecentIncidents,
+    /// The rules could not be read in time; the line fails open.
+    FailOpen,
+    /// The rules could not be read in time; the line fails closed.
+    FailClosed,
 }
 
 impl Reason {
@@ -40,6 +44,8 @@ impl Reason {
             Self::AnonymousNotice => "anonymous_notice",
             Self::AnonymousRejected => "anonymous_rejected",
             Self::RecentIncidents => "recent_incidents",
+            Self::FailOpen => "fail_open",
+            Self::FailClosed => "fail_closed",
         }
     }
 }
@@ -50,6 +56,23 @@ pub struct Verdict {
     pub reason: Reason,
     /// The rule that decided, if one did.
     pub rule: Option<RuleMatch>,
+}
+
+/// Decides a call whose rules could not be read in time: the line's failure policy. A withheld
+/// caller needs no rules, so its line's anonymous policy still decides.
+pub fn decide_without_rules(policy: &LinePolicy, caller: &CallerId) -> Verdict {
+    if let CallerId::Withheld = caller {
+        return decide(policy, caller, &[], 0, DateTime::<Utc>::MIN_UTC);
+    }
+    let (decision, reason) = match policy.on_failure {
+        FailurePolicy::Open => (Decision::Allow, Reason::FailOpen),
+        FailurePolicy::Closed => (Decision::Reject, Reason::FailClosed),
+    };
+    Verdict {
+        decision,
+        reason,
+        rule: None,
+    }
 }
 
 /// The most specific active rule among `matches` (see [`RuleMatch::precedence`]).
@@ -121,7 +144,36 @@ mod tests {
             region: "PL".parse().unwrap(),
             anonymous,
             notice_on_recent_incidents: notice,
+            on_failure: FailurePolicy::Open,
         }
+    }
+
+    #[test]
+    fn without_rules_the_line_fails_open_or_closed_but_withheld_callers_keep_their_policy() {
+        let caller = CallerId::Number(E164::from_canonical(CALLER).unwrap());
+        let open = policy(AnonymousPolicy::Reject, true);
+        let closed = LinePolicy {
+            on_failure: FailurePolicy::Closed,
+            ..policy(AnonymousPolicy::Allow, true)
+        };
+        let v = decide_without_rules(&open, &caller);
+        assert_eq!((v.decision, v.reason), (Decision::Allow, Reason::FailOpen));
+        let v = decide_without_rules(&closed, &caller);
+        assert_eq!(
+            (v.decision, v.reason),
+            (Decision::Reject, Reason::FailClosed)
+        );
+        assert_eq!(v.rule, None);
+        let v = decide_without_rules(&open, &CallerId::Withheld);
+        assert_eq!(
+            (v.decision, v.reason),
+            (Decision::Reject, Reason::AnonymousRejected)
+        );
+        let v = decide_without_rules(&closed, &CallerId::Withheld);
+        assert_eq!(
+            (v.decision, v.reason),
+            (Decision::Allow, Reason::AnonymousAllowed)
+        );
     }
 
     fn rule(n: u128, pattern: &str, scope: Scope, effect: Effect) -> RuleMatch {

@@ -72,6 +72,17 @@ pub enum AnonymousPolicy {
     Reject,
 }
 
+/// What a line does with a call when the rules that apply cannot be read in time (Redis and
+/// Postgres slow or down, and no recent result for the caller in memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Connect: a blocked caller may get through, but no honest caller is turned away.
+    Open,
+    /// Refuse: for lines where a blocked caller reaching an operator is the greater harm.
+    Closed,
+}
+
 /// How one line treats its callers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinePolicy {
@@ -80,6 +91,8 @@ pub struct LinePolicy {
     pub anonymous: AnonymousPolicy,
     /// Whether a caller with recent incidents is let through with a notice to the operator.
     pub notice_on_recent_incidents: bool,
+    /// What a check answers when the rules cannot be read within its budget.
+    pub on_failure: FailurePolicy,
 }
 
 /// Every configured line, plus the policy for lines nobody configured.
@@ -150,11 +163,13 @@ mod tests {
             region: pl(),
             anonymous: AnonymousPolicy::Allow,
             notice_on_recent_incidents: false,
+            on_failure: FailurePolicy::Open,
         };
         let strict = LinePolicy {
             region: "GB".parse().unwrap(),
             anonymous: AnonymousPolicy::Reject,
             notice_on_recent_incidents: true,
+            on_failure: FailurePolicy::Closed,
         };
         let known = LineId::Name("strict".into());
         let dir = LineDirectory::new(

@@ -5,7 +5,7 @@
 
 use callwarden_domain::{
     incident::{Category, Severity},
-    line::{AnonymousPolicy, LineDirectory, LineId, LinePolicy},
+    line::{AnonymousPolicy, FailurePolicy, LineDirectory, LineId, LinePolicy},
     phone::Region,
     policy::Policy,
     review::Deadlines,
@@ -55,8 +55,25 @@ pub struct Config {
     pub redis_url: String,
     /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
     pub redis_key_prefix: String,
-    /// Bound on connecting to and waiting for Redis; past it a check answers from Postgres.
+    /// Bound on connecting to and waiting for Redis (index writes, commands, streams). Checks
+    /// have their own, shorter budget: `check_budget_ms`.
     pub redis_timeout_ms: u64,
+    /// How long CheckCall may take, whatever Redis and Postgres do: past three quarters of it a
+    /// check stops waiting for Redis and answers from the recent results in memory, then from
+    /// Postgres, then by the line's `failure_policy`, and says it was degraded.
+    pub check_budget_ms: u64,
+    /// Checks' recent results each replica keeps in memory (forgotten whenever a rule changes
+    /// anywhere), to answer from while Redis is slow or down.
+    pub recent_results: usize,
+    /// What lines without their own setting answer when the rules cannot be read in time:
+    /// "open" (allow, degraded) or "closed" (reject, degraded).
+    pub failure_policy: FailurePolicy,
+    /// Bound on waiting for a Postgres connection. Review RPCs do not wait at all while
+    /// Postgres is known to be down: they answer UNAVAILABLE at once.
+    pub database_acquire_timeout_ms: u64,
+    /// Reports that Postgres could not take (EndAndFlag, FlagCall) are kept here, fsync'd, until
+    /// it can; one directory per replica, on a volume that outlives the process.
+    pub spool: SpoolConfig,
     /// Region for national-format numbers on lines without their own, and for reading lines.
     pub default_region: Region,
     /// What lines without their own policy do with withheld caller ids.
@@ -100,6 +117,38 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Service lines with their own policy; others use the defaults above.
     pub lines: Vec<LineConfig>,
+}
+
+/// The report spool (`[spool]`; `CALLWARDEN_SPOOL__<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// The directory (created if missing). Each replica needs its own, kept across restarts.
+    pub dir: std::path::PathBuf,
+    /// How long a report waits for Postgres before it is spooled instead.
+    pub write_timeout_ms: u64,
+    /// How often spooled reports are offered to Postgres again.
+    pub drain_interval_ms: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self {
+            dir: "var/spool".into(),
+            write_timeout_ms: 2_000,
+            drain_interval_ms: 1_000,
+        }
+    }
+}
+
+impl SpoolConfig {
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms.max(1))
+    }
+
+    pub fn drain_interval(&self) -> Duration {
+        Duration::from_millis(self.drain_interval_ms.max(10))
+    }
 }
 
 /// The report policy (`[policy]` in the file; `CALLWARDEN_POLICY__<KEY>` in the environment).
@@ -523,6 +572,7 @@ pub struct LineConfig {
     pub region: Option<Region>,
     pub anonymous_policy: Option<AnonymousPolicy>,
     pub notice_on_recent_incidents: Option<bool>,
+    pub failure_policy: Option<FailurePolicy>,
 }
 
 impl Default for Config {
@@ -535,6 +585,11 @@ impl Default for Config {
             redis_url: "redis://127.0.0.1:6379".into(),
             redis_key_prefix: "callwarden".into(),
             redis_timeout_ms: 500,
+            check_budget_ms: 20,
+            recent_results: 100_000,
+            failure_policy: FailurePolicy::Open,
+            database_acquire_timeout_ms: 3_000,
+            spool: SpoolConfig::default(),
             default_region: "PL".parse().expect("a valid region"),
             anonymous_policy: AnonymousPolicy::AllowWithNotice,
             notice_on_recent_incidents: true,
@@ -595,6 +650,18 @@ impl Config {
                 what: "at least 1",
             });
         }
+        if !(1..=10_000).contains(&self.check_budget_ms) {
+            return Err(ConfigError::Invalid {
+                key: "check_budget_ms",
+                what: "between 1 and 10000",
+            });
+        }
+        if self.spool.dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "spool.dir",
+                what: "a directory",
+            });
+        }
         self.privacy.secret()?;
         self.retention.validate()?;
         self.tls.validate()?;
@@ -606,6 +673,7 @@ impl Config {
             region: self.default_region,
             anonymous: self.anonymous_policy,
             notice_on_recent_incidents: self.notice_on_recent_incidents,
+            on_failure: self.failure_policy,
         };
         let mut lines = HashMap::new();
         for (index, line) in self.lines.iter().enumerate() {
@@ -621,6 +689,7 @@ impl Config {
                 notice_on_recent_incidents: line
                     .notice_on_recent_incidents
                     .unwrap_or(default.notice_on_recent_incidents),
+                on_failure: line.failure_policy.unwrap_or(default.on_failure),
             };
             if lines.insert(id.clone(), policy).is_some() {
                 return Err(ConfigError::DuplicateLine(id.to_string()));
@@ -631,6 +700,14 @@ impl Config {
 
     pub fn redis_timeout(&self) -> Duration {
         Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn check_budget(&self) -> Duration {
+        Duration::from_millis(self.check_budget_ms)
+    }
+
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database_acquire_timeout_ms.max(10))
     }
 
     pub fn rpc_timeout(&self) -> Duration {

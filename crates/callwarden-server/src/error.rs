@@ -17,6 +17,9 @@ pub enum ApiError {
     /// The caller may not do this (e.g. act under another pseudonym).
     #[error("{0}")]
     PermissionDenied(String),
+    /// What the request needs is away; the message says what, and whether to retry.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -54,6 +57,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(_) => Status::not_found(e.to_string()),
             ApiError::FailedPrecondition(_) => Status::failed_precondition(e.to_string()),
             ApiError::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+            ApiError::Unavailable(_) => Status::unavailable(e.to_string()),
             ApiError::Storage(
                 StorageError::RuleNotFound(_) | StorageError::IncidentNotFound(_),
             ) => Status::not_found(e.to_string()),

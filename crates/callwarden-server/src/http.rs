@@ -1,14 +1,19 @@
 //! The HTTP side: liveness, readiness (for load balancers and Kubernetes) and Prometheus metrics.
 
+use crate::health::PostgresHealth;
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use redis::aio::ConnectionManager;
-use sqlx::PgPool;
+use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
+
+/// How long readiness waits for Redis to answer PING.
+const REDIS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct HttpState {
-    pub pg: PgPool,
+    /// Postgres as the probe last found it: readiness must answer quickly whatever it does.
+    pub postgres: Arc<PostgresHealth>,
     pub redis: ConnectionManager,
     pub metrics: PrometheusHandle,
     /// Cancelled when shutdown starts, so readiness fails and load balancers stop sending.
@@ -33,11 +38,14 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
             "shutting down\n".to_owned(),
         );
     }
-    let postgres = sqlx::query("SELECT 1").execute(&state.pg).await.is_ok();
-    let redis = redis::cmd("PING")
-        .query_async::<String>(&mut state.redis.clone())
-        .await
-        .is_ok();
+    let postgres = state.postgres.is_up();
+    let mut conn = state.redis.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
+    let redis = matches!(
+        tokio::time::timeout(REDIS_PING_TIMEOUT, ping).await,
+        Ok(Ok(_))
+    );
     let status = if postgres || redis {
         StatusCode::OK
     } else {

@@ -11,9 +11,11 @@ use crate::{
         blocklist::BlockListService, console::ConsoleService, review::ReviewService,
         screening::ScreeningService,
     },
+    health::PostgresHealth,
     http::{self, HttpState},
     hub::CommandHub,
     memo::Memo,
+    reports::Reports,
     telemetry,
     tls::{Tls, TlsListener},
 };
@@ -41,7 +43,7 @@ use std::{
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::{service::interceptor::InterceptedService, transport::server::TcpIncoming};
 
 /// Replies are bounded by what the service builds (pages of at most 1000 rules or 200
 /// incidents); this only guards against a bug producing an unbounded one.
@@ -65,6 +67,11 @@ pub enum StartupError {
     Redis {
         url: String,
         source: redis::RedisError,
+    },
+    #[error("cannot open the report spool {dir}: {source} (set CALLWARDEN_SPOOL__DIR)")]
+    Spool {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
     },
     #[error("cannot listen on {addr}: {source} (set {variable})")]
     Bind {
@@ -95,7 +102,7 @@ pub async fn prepare_database(config: &Config) -> Result<PgPool, StartupError> {
     let pg_config = postgres::PgConfig {
         url: &config.database_url,
         max_connections: config.database_max_connections,
-        connect_timeout: Duration::from_secs(10),
+        acquire_timeout: config.database_acquire_timeout(),
     };
     let pool = tokio::time::timeout(Duration::from_secs(15), postgres::connect(&pg_config))
         .await
@@ -124,6 +131,9 @@ pub struct Application {
     incidents: IncidentStore,
     policy: Policy,
     deadlines: Deadlines,
+    /// Reports recorded, or spooled while Postgres is away, and the spool's drainer.
+    reports: Arc<Reports>,
+    postgres_health: Arc<PostgresHealth>,
     auth: Arc<Authenticator>,
     /// None when the configuration asks for plaintext (local development).
     tls: Option<Tls>,
@@ -161,7 +171,7 @@ impl Application {
             },
             keyring.clone(),
         );
-        let rules = RuleBook::new(pg.clone(), index);
+        let rules = RuleBook::new(pg.clone(), index, config.recent_results);
         let live = LiveState::new(
             redis.clone(),
             redis_client,
@@ -173,6 +183,23 @@ impl Application {
         let policy = config.policy.policy()?;
         let deadlines = config.review.deadlines()?;
         let auth = Arc::new(config.auth.authenticator()?);
+        let spool =
+            callwarden_storage::spool::Spool::open(&config.spool.dir).map_err(|source| {
+                StartupError::Spool {
+                    dir: config.spool.dir.clone(),
+                    source,
+                }
+            })?;
+        let postgres_health = Arc::new(PostgresHealth::default());
+        let reports = Arc::new(Reports {
+            live: live.clone(),
+            incidents: incidents.clone(),
+            policy: policy.clone(),
+            deadlines,
+            spool,
+            postgres: postgres_health.clone(),
+            write_timeout: config.spool.write_timeout(),
+        });
         let bind = |addr: SocketAddr, variable| async move {
             TcpListener::bind(addr)
                 .await
@@ -195,6 +222,8 @@ impl Application {
             incidents,
             policy,
             deadlines,
+            reports,
+            postgres_health,
             auth,
             tls,
             lines,
@@ -288,38 +317,43 @@ impl Application {
                 shutdown: token.clone(),
                 streams: streams.clone(),
                 lines_seen: Memo::new(LINES_REMEMBERED),
+                budget: self.config.check_budget(),
             })))
             .add_service(limit!(ConsoleServer::new(ConsoleService {
                 live: self.live.clone(),
-                incidents: self.incidents.clone(),
-                policy: self.policy.clone(),
-                deadlines: self.deadlines,
+                reports: self.reports.clone(),
                 clock: self.clock.clone(),
                 terminate_announcement: self.config.terminate_announcement.clone(),
                 warning_announcement: self.config.warning_announcement.clone(),
             })))
-            .add_service(limit!(ReviewServer::new(ReviewService {
-                incidents: self.incidents.clone(),
-                lines: self.lines.clone(),
-                deadlines: self.deadlines,
-                clock: self.clock.clone(),
-                feed: changes,
-                shutdown: token.clone(),
-                streams: streams.clone(),
-            })))
-            .add_service(limit!(BlockListServer::new(BlockListService {
-                rules: self.rules.clone(),
-                lines: self.lines.clone(),
-                clock: self.clock.clone(),
-                max_import: self.config.max_import_rules.max(1),
-            })))
+            .add_service(InterceptedService::new(
+                limit!(ReviewServer::new(ReviewService {
+                    incidents: self.incidents.clone(),
+                    lines: self.lines.clone(),
+                    deadlines: self.deadlines,
+                    clock: self.clock.clone(),
+                    feed: changes,
+                    shutdown: token.clone(),
+                    streams: streams.clone(),
+                })),
+                needs_postgres(self.postgres_health.clone(), "supervisors' review"),
+            ))
+            .add_service(InterceptedService::new(
+                limit!(BlockListServer::new(BlockListService {
+                    rules: self.rules.clone(),
+                    lines: self.lines.clone(),
+                    clock: self.clock.clone(),
+                    max_import: self.config.max_import_rules.max(1),
+                })),
+                needs_postgres(self.postgres_health.clone(), "the block list"),
+            ))
             .serve_with_incoming_shutdown(
                 // Without NODELAY small replies wait on delayed ACKs: a 40 ms p99.
                 TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)),
                 token.clone().cancelled_owned(),
             );
         let router = http::router(HttpState {
-            pg: self.pg.clone(),
+            postgres: self.postgres_health.clone(),
             redis: self.redis.clone(),
             metrics: self.metrics,
             shutdown: token.clone(),
@@ -351,6 +385,21 @@ impl Application {
             self.config.index_check_interval(),
             token.clone(),
         ));
+        let probe = tokio::spawn({
+            let (health, pg, token) =
+                (self.postgres_health.clone(), self.pg.clone(), token.clone());
+            async move { health.watch(pg, POSTGRES_PROBE_INTERVAL, token).await }
+        });
+        let drainer = tokio::spawn(drain_spool(
+            self.reports.clone(),
+            self.config.spool.drain_interval(),
+            token.clone(),
+        ));
+        let rule_changes = tokio::spawn({
+            let rules = self.rules.clone();
+            let token = token.clone();
+            async move { rules.follow_changes(token.cancelled()).await }
+        });
         let escalation = tokio::spawn(escalate_overdue(
             self.incidents.clone(),
             self.clock.clone(),
@@ -371,14 +420,42 @@ impl Application {
             http?;
             anyhow::Ok(())
         };
+        let stopping = async {
+            token.cancelled().await;
+            tokio::time::Instant::now() + grace
+        };
+        tokio::pin!(stopping);
+        let mut give_up_at = None;
         tokio::select! {
             result = serve => result?,
-            () = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            () = async {
+                let at = (&mut stopping).await;
+                give_up_at = Some(at);
+                tokio::time::sleep_until(at).await;
+            } => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "calls still in flight after the grace period; exiting");
             }
         }
         token.cancel();
+        drainer.await?;
+        // Reports taken while in-flight calls finished are recorded now if Postgres can take
+        // them, within what is left of the grace; any left stay spooled for the next start.
+        let until = give_up_at.unwrap_or_else(|| tokio::time::Instant::now() + grace);
+        match tokio::time::timeout_at(until, self.reports.drain()).await {
+            Ok(Ok(pass)) if pass.left > 0 => tracing::warn!(
+                left = pass.left,
+                dir = %self.reports.spool.dir().display(),
+                "reports stay spooled until the next start"
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not read the report spool"),
+            Err(_) => {
+                tracing::warn!("the spool could not be flushed within the grace period; it is kept")
+            }
+        }
+        probe.await?;
         maintenance.await?;
+        rule_changes.await?;
         escalation.await?;
         retention.await?;
         feed.await?;
@@ -558,6 +635,52 @@ async fn escalate_overdue(
         }
     }
 }
+
+/// Offers spooled reports to Postgres every `every` while any wait, until shutdown (the last
+/// flush is the shutdown's own).
+async fn drain_spool(reports: Arc<Reports>, every: Duration, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !reports.postgres.is_up() || reports.spool.is_empty().unwrap_or(false) {
+            continue;
+        }
+        match reports.drain().await {
+            Ok(pass) if pass.recorded > 0 => tracing::info!(
+                recorded = pass.recorded,
+                left = pass.left,
+                "spooled reports recorded"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "could not read the report spool"),
+        }
+    }
+}
+
+/// Answers UNAVAILABLE at once, naming `what`, while Postgres is known to be away: everything
+/// `what` does reads or writes the record, and waiting out a connection timeout helps nobody.
+fn needs_postgres(
+    health: Arc<PostgresHealth>,
+    what: &'static str,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |request| {
+        if health.is_up() {
+            Ok(request)
+        } else {
+            Err(tonic::Status::unavailable(format!(
+                "Postgres, the record, is unavailable: {what} cannot answer until it is back; \
+                 retry shortly"
+            )))
+        }
+    }
+}
+
+/// How often each replica checks that Postgres answers.
+const POSTGRES_PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Distinct lines (as switches write them) each replica keeps parsed.
 const LINES_REMEMBERED: usize = 4096;

@@ -40,6 +40,7 @@ fn lines() -> LineDirectory {
     let policy = |region: &str| LinePolicy {
         region: region.parse().unwrap(),
         anonymous: AnonymousPolicy::Allow,
+        on_failure: callwarden_domain::line::FailurePolicy::Open,
         notice_on_recent_incidents: false,
     };
     LineDirectory::new(

@@ -31,3 +31,26 @@ pub enum StorageError {
     #[error("internal: {0}")]
     Internal(String),
 }
+
+impl StorageError {
+    /// Whether Postgres could not be reached or is going away (as opposed to refusing the
+    /// request): a report that fails so may be spooled and tried again later.
+    pub fn is_postgres_unavailable(&self) -> bool {
+        let Self::Postgres(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            // Connection exceptions, the server shutting down or refusing connections.
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c == "53300"),
+            _ => false,
+        }
+    }
+}

@@ -27,6 +27,9 @@ pub struct IncidentStore {
 /// A report, as the console sent it and the service completed it.
 #[derive(Debug, Clone)]
 pub struct NewIncident {
+    /// Chosen before the first attempt to record it, so a report recorded later from the spool
+    /// keeps the id its operator was given.
+    pub id: Uuid,
     pub request_id: String,
     pub call_id: String,
     pub switch_id: String,
@@ -170,7 +173,7 @@ impl IncidentStore {
         after: Vec<EventDraft>,
     ) -> Result<Recorded, StorageError> {
         let at = at.trunc_subsecs(6);
-        let id = Uuid::now_v7();
+        let id = incident.id;
         let mut tx = self.pg.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO incidents (id, request_id, call_id, switch_id, line, caller_e164, reporter, \

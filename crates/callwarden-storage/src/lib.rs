@@ -9,14 +9,16 @@ mod index;
 pub mod live;
 pub mod postgres;
 pub mod privacy;
+mod recent;
 pub mod retention;
 pub mod review;
 mod rules;
+pub mod spool;
 
 pub use error::StorageError;
 pub use index::{IndexConfig, RuleIndex, slot_key};
 pub use privacy::Keyring;
-pub use rules::{Import, RuleBook, RuleFilter, RulePage, Screened};
+pub use rules::{Import, RULES_CHANNEL, RuleBook, RuleFilter, RulePage, Screened, Source};
 
 /// Connects to Redis with bounded connection and response times, reconnecting on its own. The
 /// client is kept for what needs a connection of its own (pub/sub).

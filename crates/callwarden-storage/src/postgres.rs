@@ -13,7 +13,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations"
 pub struct PgConfig<'a> {
     pub url: &'a str,
     pub max_connections: u32,
-    pub connect_timeout: Duration,
+    /// Bound on waiting for a connection from the pool (and on opening one).
+    pub acquire_timeout: Duration,
 }
 
 /// Connects, creating the database first if it does not exist yet.
@@ -29,7 +30,7 @@ pub async fn connect(config: &PgConfig<'_>) -> Result<PgPool, sqlx::Error> {
     }
     PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .acquire_timeout(config.connect_timeout)
+        .acquire_timeout(config.acquire_timeout)
         .connect_with(options)
         .await
 }

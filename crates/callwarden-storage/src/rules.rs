@@ -1,7 +1,7 @@
 //! The rule book: rules written to Postgres (the record) and then through to the Redis index,
 //! and the lookups a check needs. Every rule change goes through here.
 
-use crate::{StorageError, index::RuleIndex};
+use crate::{StorageError, index::RuleIndex, recent::RecentResults};
 use callwarden_domain::{
     phone::E164,
     rule::{Effect, NewRule, Pattern, Rule, RuleId, RuleMatch, Scope},
@@ -34,6 +34,14 @@ const REBUILD_LOCK_TTL: Duration = Duration::from_secs(30);
 const LOCK_SLOT: i32 = 0x4357_0001;
 const LOCK_BULK_SYNC: i32 = 0x4357_0002;
 
+/// Announced in every transaction that changes rules, so that every replica forgets its recent
+/// results (see [`RuleBook::follow_changes`]).
+pub const RULES_CHANNEL: &str = "callwarden_rules";
+/// A change announced by another replica reaches its index a moment after its commit (the
+/// write-through follows it): recent results are forgotten once more after this, so a lookup
+/// that read the index in between is not kept.
+const FORGET_AGAIN_AFTER: Duration = Duration::from_secs(2);
+
 const RULE_COLUMNS: &str = "id, pattern, effect, scope_kind, scope_value, reason, created_by, \
      created_at, expires_at, removed_at, removed_by";
 
@@ -47,6 +55,8 @@ pub struct RuleBook {
     pending_since: Arc<Mutex<Option<DateTime<Utc>>>>,
     /// Set while this replica rebuilds, so checks do not start a second rebuild.
     rebuilding: Arc<AtomicBool>,
+    /// What checks found lately, to answer from while Redis cannot.
+    recent: Arc<RecentResults>,
 }
 
 /// Which rules [`RuleBook::list`] returns.
@@ -60,13 +70,40 @@ pub struct RuleFilter {
     pub include_inactive: bool,
 }
 
+/// Where a check's rules came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The Redis index: the usual case.
+    Index,
+    /// This replica's recent results (Redis slow or down, or its index being rebuilt).
+    Recent,
+    /// Postgres (the same, and no recent result).
+    Record,
+    /// Nowhere in time: the line's failure policy decides.
+    Nothing,
+}
+
+impl Source {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Index => "index",
+            Self::Recent => "recent",
+            Self::Record => "postgres",
+            Self::Nothing => "policy",
+        }
+    }
+}
+
 /// What [`RuleBook::screen`] read for one check.
 #[derive(Debug, Clone)]
 pub struct Screened {
-    pub rules: Vec<RuleMatch>,
+    /// The rules that may apply; `None` if they could not be read within the budget.
+    pub rules: Option<Vec<RuleMatch>>,
+    pub source: Source,
     /// The values of the extra keys, in order (all `None` when Redis failed).
     pub extras: Vec<Option<String>>,
-    /// False when Redis failed: extras are unknown and the added commands did not run.
+    /// False when Redis failed or was too slow: extras are unknown and the added commands may
+    /// not have run.
     pub redis_ok: bool,
 }
 
@@ -161,13 +198,69 @@ impl SlotRow {
 }
 
 impl RuleBook {
-    pub fn new(pg: PgPool, index: RuleIndex) -> Self {
+    /// `recent_results`: how many checks' results to keep in memory (0: none).
+    pub fn new(pg: PgPool, index: RuleIndex, recent_results: usize) -> Self {
         Self {
             pg,
             index,
             pending_since: Arc::default(),
             rebuilding: Arc::default(),
+            recent: Arc::new(RecentResults::new(recent_results)),
         }
+    }
+
+    /// Forgets recent results whenever another replica announces a rule change, until
+    /// `shutdown`. While the announcements cannot be heard (Postgres away), nothing heard is
+    /// trusted: everything is forgotten each time the feed is lost or comes back.
+    pub async fn follow_changes(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let lost = tokio::select! {
+                () = &mut shutdown => return,
+                lost = self.listen_changes() => lost,
+            };
+            self.recent.forget_all();
+            tracing::warn!(error = %lost, "rule change feed lost; reconnecting");
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+        }
+    }
+
+    async fn listen_changes(&self) -> sqlx::Error {
+        let mut listener = match sqlx::postgres::PgListener::connect_with(&self.pg).await {
+            Ok(l) => l,
+            Err(e) => return e,
+        };
+        if let Err(e) = listener.listen(RULES_CHANNEL).await {
+            return e;
+        }
+        // Whatever was remembered before this listener started may predate a change.
+        self.recent.forget_all();
+        let mut again: Option<tokio::time::Instant> = None;
+        loop {
+            tokio::select! {
+                heard = listener.try_recv() => match heard {
+                    Ok(Some(_)) => {
+                        self.recent.forget_all();
+                        again = Some(tokio::time::Instant::now() + FORGET_AGAIN_AFTER);
+                    }
+                    // The connection dropped; anything announced meanwhile went unheard.
+                    Ok(None) => return sqlx::Error::PoolClosed,
+                    Err(e) => return e,
+                },
+                () = async { tokio::time::sleep_until(again.expect("guarded")).await }, if again.is_some() => {
+                    self.recent.forget_all();
+                    again = None;
+                }
+            }
+        }
+    }
+
+    /// How many recent results this replica holds (for tests and the gauge).
+    pub fn recent_results(&self) -> usize {
+        self.recent.held()
     }
 
     /// Records a rule, then writes it through to the index. The rule counts as added once
@@ -217,6 +310,7 @@ impl RuleBook {
         removed_by: &str,
         now: DateTime<Utc>,
     ) -> Result<Rule, StorageError> {
+        let mut tx = self.pg.begin().await?;
         let row: Option<RuleRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE rules SET removed_at = $2, removed_by = $3, changed_at = $2 \
              WHERE id = $1 AND removed_at IS NULL RETURNING {RULE_COLUMNS}"
@@ -224,8 +318,12 @@ impl RuleBook {
         .bind(id.0)
         .bind(now)
         .bind(removed_by)
-        .fetch_optional(&self.pg)
+        .fetch_optional(&mut *tx)
         .await?;
+        if row.is_some() {
+            announce_change(&mut tx).await?;
+        }
+        tx.commit().await?;
         let Some(row) = row else {
             // Tell "never existed" from "already removed": a console shows them differently.
             self.get(id).await?;
@@ -291,8 +389,10 @@ impl RuleBook {
     }
 
     /// What a check needs, in one Redis round trip: the rules that may decide a call from
-    /// `number` in `scopes` (from Postgres while the index is unavailable or being rebuilt),
-    /// the values of `extra_keys`, and the commands `also` adds (a call's registration).
+    /// `number` in `scopes`, the values of `extra_keys`, and the commands `also` adds (a call's
+    /// registration). Never takes much longer than `budget`: Redis gets three quarters of it;
+    /// then the recent results answer, then Postgres in what is left, then nobody (the caller
+    /// applies the line's failure policy).
     pub async fn screen(
         &self,
         number: Option<&E164>,
@@ -300,35 +400,68 @@ impl RuleBook {
         extra_keys: &[String],
         also: impl FnOnce(&mut redis::Pipeline),
         now: DateTime<Utc>,
-    ) -> Result<Screened, StorageError> {
-        let (rules, extras, redis_ok) =
-            match self.index.lookup(number, scopes, extra_keys, also).await {
-                Ok((rules, extras)) => (rules, extras, true),
-                Err(e) => {
-                    metrics::counter!("callwarden_redis_errors_total", "op" => "lookup")
-                        .increment(1);
-                    tracing::warn!(error = %e, "index lookup failed; answering from Postgres");
-                    (None, vec![None; extra_keys.len()], false)
-                }
-            };
-        let rules = match (rules, number) {
-            (Some(rules), _) => rules,
-            (None, None) => Vec::new(),
-            (None, Some(number)) => {
-                if redis_ok && !self.rebuilding.load(Ordering::Relaxed) {
-                    // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
-                    let book = self.clone();
-                    tokio::spawn(async move { book.rebuild_logged(Utc::now()).await });
-                }
-                metrics::counter!("callwarden_index_fallbacks_total").increment(1);
-                self.matches_from_record(number, scopes, now).await?
+        budget: Duration,
+    ) -> Screened {
+        let started = tokio::time::Instant::now();
+        let generation = self.recent.generation();
+        let looked = tokio::time::timeout(
+            budget * 3 / 4,
+            self.index.lookup(number, scopes, extra_keys, also),
+        )
+        .await;
+        let (found, extras, redis_ok) = match looked {
+            Ok(Ok((found, extras))) => (found, extras, true),
+            Ok(Err(e)) => {
+                metrics::counter!("callwarden_redis_errors_total", "op" => "lookup").increment(1);
+                tracing::debug!(error = %e, "index lookup failed");
+                (None, vec![None; extra_keys.len()], false)
+            }
+            Err(_) => {
+                metrics::counter!("callwarden_redis_errors_total", "op" => "lookup_timeout")
+                    .increment(1);
+                (None, vec![None; extra_keys.len()], false)
             }
         };
-        Ok(Screened {
+        let screened = |rules, source| Screened {
             rules,
-            extras,
+            source,
+            extras: extras.clone(),
             redis_ok,
-        })
+        };
+        let Some(number) = number else {
+            // A withheld caller: no rule can match.
+            return screened(Some(Vec::new()), Source::Index);
+        };
+        let key = (number.clone(), scopes.to_vec());
+        if let Some(rules) = found {
+            self.recent.remember(generation, key, &rules);
+            return screened(Some(rules), Source::Index);
+        }
+        if redis_ok && !self.rebuilding.load(Ordering::Relaxed) {
+            // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
+            let book = self.clone();
+            tokio::spawn(async move { book.rebuild_logged(Utc::now()).await });
+        }
+        if let Some(rules) = self.recent.get(&key) {
+            return screened(Some(rules), Source::Recent);
+        }
+        metrics::counter!("callwarden_index_fallbacks_total").increment(1);
+        let read = tokio::time::timeout_at(
+            started + budget,
+            self.matches_from_record(number, scopes, now),
+        )
+        .await;
+        match read {
+            Ok(Ok(rules)) => {
+                self.recent.remember(generation, key, &rules);
+                screened(Some(rules), Source::Record)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "rules unavailable from Postgres too");
+                screened(None, Source::Nothing)
+            }
+            Err(_) => screened(None, Source::Nothing),
+        }
     }
 
     async fn matches_from_record(
@@ -496,6 +629,7 @@ impl RuleBook {
     /// Bulk syncs ([`RuleBook::sync_changed_since`]) exclude them the same way. The locks are
     /// transaction-scoped, so a cancelled request cannot leave one held.
     async fn write_through(&self, rule: &Rule, changed_at: DateTime<Utc>) {
+        self.recent.forget_all();
         let slot = (rule.scope.clone(), rule.pattern.clone());
         let result = async {
             let mut tx = self.pg.begin().await?;
@@ -650,6 +784,7 @@ impl Import {
         let tx = self.idle_tx().await?;
         let started = std::time::Instant::now();
         tx.commit().await?;
+        self.book.recent.forget_all();
         let committed = started.elapsed();
         // Every rule of the import was stamped with the import's start.
         let since = self.now.trunc_subsecs(6);
@@ -724,7 +859,16 @@ async fn insert_batch(
         return Err(e);
     }
     copy.finish().await?;
-    Ok(())
+    announce_change(tx).await
+}
+
+/// Tells every replica, once this transaction commits, that rules changed.
+async fn announce_change(tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(RULES_CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map(drop)
 }
 
 /// Escapes a value for COPY's text format.

@@ -2,135 +2,31 @@
 //! product: the TERMINATE goes out first, then the incident is written.
 
 use super::convert;
-use crate::{auth, clock::Clock, error::ApiError};
+use crate::{
+    auth,
+    clock::Clock,
+    error::ApiError,
+    reports::{CallFacts, Done, Outcome, Report, Reports, TerminateSent, operator, sent_report},
+};
 use callwarden_domain::{
     call::{CallAccess, Command, CommandKind, LiveCall},
-    incident::{BlockChoice, Category, Severity},
-    phone::E164,
-    policy::{Action, Policy, ReportFacts},
-    review::Deadlines,
-    rule::{Effect, NewRule, OperatorId, Pattern, Scope},
+    policy::Action,
+    rule::OperatorId,
 };
 use callwarden_proto::v1::{self as pb, console_server};
-use callwarden_storage::{
-    incidents::{BlockDraft, EventDraft, IncidentStore, NewIncident, Recorded},
-    live::{Issued, LiveState},
-};
+use callwarden_storage::live::{Issued, LiveState};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use std::{sync::Arc, time::Instant};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
-/// Bound on the operator's note: a report, not a transcript.
-const MAX_NOTE_LEN: usize = 4000;
-
 pub struct ConsoleService {
     pub live: LiveState,
-    pub incidents: IncidentStore,
-    pub policy: Policy,
-    /// When supervisors' decisions on new incidents are due.
-    pub deadlines: Deadlines,
+    /// Where reports are recorded, or spooled while Postgres is away.
+    pub reports: Arc<Reports>,
     pub clock: Arc<dyn Clock>,
     pub terminate_announcement: String,
     pub warning_announcement: String,
-}
-
-/// A report as the console sent it, parsed.
-struct Report {
-    call_id: String,
-    operator: OperatorId,
-    category: Category,
-    severity: Severity,
-    note: String,
-    block: BlockChoice,
-    anonymous: bool,
-    request_id: String,
-    debrief: bool,
-}
-
-/// The report fields of any of the three report requests (they share names and types).
-macro_rules! raw_report {
-    ($req:expr) => {
-        RawReport {
-            call_id: &$req.call_id,
-            operator_id: &$req.operator_id,
-            category: $req.category,
-            severity: $req.severity,
-            note: &$req.note,
-            block: $req.block,
-            anonymous: $req.anonymous,
-            request_id: &$req.request_id,
-            debrief: $req.debrief,
-        }
-    };
-}
-
-/// The fields every report RPC shares, as they arrive.
-struct RawReport<'a> {
-    call_id: &'a str,
-    operator_id: &'a str,
-    category: i32,
-    severity: i32,
-    note: &'a str,
-    block: i32,
-    anonymous: bool,
-    request_id: &'a str,
-    debrief: bool,
-}
-
-fn operator(value: &str) -> Result<OperatorId, ApiError> {
-    OperatorId::parse(value).map_err(|e| ApiError::invalid("operator_id", e))
-}
-
-impl RawReport<'_> {
-    fn parse(&self) -> Result<Report, ApiError> {
-        convert::identifier("call_id", self.call_id)?;
-        convert::identifier("request_id", self.request_id)?;
-        if self.note.chars().count() > MAX_NOTE_LEN {
-            return Err(ApiError::invalid(
-                "note",
-                format!("is longer than {MAX_NOTE_LEN} characters"),
-            ));
-        }
-        if self
-            .note
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(ApiError::invalid("note", "contains control characters"));
-        }
-        Ok(Report {
-            call_id: self.call_id.to_owned(),
-            operator: operator(self.operator_id)?,
-            category: convert::category("category", self.category)?,
-            severity: convert::severity("severity", self.severity)?,
-            note: self.note.trim().to_owned(),
-            block: convert::block_choice("block", self.block)?,
-            anonymous: self.anonymous,
-            request_id: self.request_id.to_owned(),
-            debrief: self.debrief,
-        })
-    }
-}
-
-/// The call a report is about, wherever it was found (live in Redis, or in the history).
-struct CallFacts {
-    call_id: String,
-    switch_id: String,
-    line: String,
-    caller: Option<String>,
-}
-
-impl From<&LiveCall> for CallFacts {
-    fn from(c: &LiveCall) -> Self {
-        Self {
-            call_id: c.call_id.clone(),
-            switch_id: c.switch_id.clone(),
-            line: c.line.clone(),
-            caller: c.caller.clone(),
-        }
-    }
 }
 
 impl From<CallAccess> for ApiError {
@@ -166,157 +62,28 @@ impl ConsoleService {
             Ok(call) => return Ok(Ok(call)),
             Err(e) => e,
         };
-        match self.incidents.by_request(&report.request_id).await? {
+        if let Some((id, reporter)) = self.reports.spooled(&report.request_id).await {
+            return if reporter == report.operator.as_str() {
+                Ok(Err(id))
+            } else {
+                Err(ApiError::FailedPrecondition(format!(
+                    "request_id {:?} was used for another report",
+                    report.request_id
+                )))
+            };
+        }
+        match self
+            .reports
+            .incidents
+            .by_request(&report.request_id)
+            .await?
+        {
             Some((id, reporter)) if reporter == report.operator.as_str() => Ok(Err(id)),
             Some(_) => Err(ApiError::FailedPrecondition(format!(
                 "request_id {:?} was used for another report",
                 report.request_id
             ))),
             None => Err(refused),
-        }
-    }
-
-    /// Records the incident, the blocks and escalations the policy calls for, in one
-    /// transaction. Returns the incident and what the policy did (nothing on a replay).
-    async fn record(
-        &self,
-        report: &Report,
-        call: CallFacts,
-        source: &'static str,
-        first_events: Vec<EventDraft>,
-        now: DateTime<Utc>,
-    ) -> Result<(Uuid, Vec<Action>), ApiError> {
-        let caller = call.caller.as_deref().and_then(E164::from_canonical);
-        let distinct_reporters = match &caller {
-            Some(caller) => {
-                let mut reporters = self
-                    .incidents
-                    .reporters_since(caller.as_str(), now - self.policy.repeat_window)
-                    .await?;
-                reporters.push(report.operator.to_string());
-                reporters.sort();
-                reporters.dedup();
-                reporters.len()
-            }
-            None => 1,
-        };
-        let actions = self.policy.consequences(&ReportFacts {
-            category: report.category,
-            severity: report.severity,
-            block: report.block,
-            caller_known: caller.is_some(),
-            distinct_reporters,
-        });
-        let incident = NewIncident {
-            request_id: report.request_id.clone(),
-            call_id: call.call_id.clone(),
-            switch_id: call.switch_id.clone(),
-            line: call.line.clone(),
-            caller: call.caller.clone(),
-            reporter: report.operator.to_string(),
-            anonymous: report.anonymous,
-            category: report.category,
-            severity: report.severity,
-            note: report.note.clone(),
-            block: report.block,
-            source,
-            debrief: report.debrief,
-            escalated: actions.contains(&Action::Escalate),
-            needs_attention: actions.contains(&Action::Attention),
-            deadline: self.deadlines.due(report.severity, now),
-        };
-        let mut before = vec![EventDraft {
-            actor: report.operator.to_string(),
-            kind: "reported",
-            details: json!({
-                "call_id": call.call_id,
-                "switch_id": call.switch_id,
-                "line": call.line,
-                "caller": call.caller,
-                "category": report.category.as_str(),
-                "severity": report.severity.as_str(),
-                "note": report.note,
-                "block": report.block.as_str(),
-                "anonymous": report.anonymous,
-                "source": source,
-            }),
-        }];
-        before.extend(first_events);
-        let mut blocks = Vec::new();
-        let mut after = Vec::new();
-        for action in &actions {
-            match (action, &caller) {
-                (Action::OperatorBlock, Some(caller)) => blocks.push(BlockDraft {
-                    rule: NewRule {
-                        pattern: Pattern::Exact(caller.clone()),
-                        effect: Effect::Block,
-                        scope: Scope::Operator(report.operator.clone()),
-                        ttl: self.policy.operator_block_ttl,
-                        reason: format!(
-                            "operator's own block after a report ({})",
-                            report.category
-                        ),
-                        created_by: report.operator.to_string(),
-                    },
-                    why: vec!["operator_request"],
-                }),
-                (Action::GlobalBlock(why), Some(caller)) => blocks.push(BlockDraft {
-                    rule: NewRule {
-                        pattern: Pattern::Exact(caller.clone()),
-                        effect: Effect::Block,
-                        scope: Scope::Global,
-                        ttl: Some(self.policy.global_block_ttl),
-                        reason: format!(
-                            "automatic temporary block after a report ({})",
-                            report.category
-                        ),
-                        created_by: "system".into(),
-                    },
-                    why: why.iter().map(|w| w.as_str()).collect(),
-                }),
-                (Action::Escalate, _) => after.push(EventDraft::system(
-                    "escalated",
-                    json!({ "why": "category", "category": report.category.as_str() }),
-                )),
-                (Action::Attention, _) => after.push(EventDraft::system(
-                    "attention_requested",
-                    json!({ "why": "the caller may need help, not a block" }),
-                )),
-                _ => {}
-            }
-        }
-        if report.debrief {
-            after.push(EventDraft {
-                actor: report.operator.to_string(),
-                kind: "debrief_requested",
-                details: json!({}),
-            });
-        }
-        match self
-            .incidents
-            .record(&incident, now, before, blocks, after)
-            .await?
-        {
-            Recorded::Existing { id } => Ok((id, Vec::new())),
-            Recorded::New { id } => {
-                metrics::counter!(
-                    "callwarden_incidents_total",
-                    "category" => report.category.as_str(),
-                    "severity" => report.severity.as_str()
-                )
-                .increment(1);
-                if let Some(caller) = &caller
-                    && let Err(e) = self
-                        .live
-                        .record_flag(caller.as_str(), now, self.policy.recent_window)
-                        .await
-                {
-                    // The record has it; the next rebuild of the flags restores it.
-                    tracing::warn!(error = %e, "could not count the incident for recent_flags");
-                }
-                tracing::info!(incident_id = %id, category = report.category.as_str(), severity = report.severity.as_str(), source, "incident recorded");
-                Ok((id, actions))
-            }
         }
     }
 
@@ -342,7 +109,8 @@ impl ConsoleService {
         req: pb::EndAndFlagRequest,
     ) -> Result<pb::EndAndFlagResponse, ApiError> {
         let started = Instant::now();
-        let report = raw_report!(req).parse()?;
+        let sent = sent_report!(req);
+        let report = sent.parse()?;
         let now = self.clock.now();
         let call = match self.call_or_replay(&report).await? {
             Ok(call) => call,
@@ -350,8 +118,7 @@ impl ConsoleService {
                 return Ok(pb::EndAndFlagResponse {
                     incident_id: id.to_string(),
                     terminate_sent: true,
-                    cooldown_until: None,
-                    actions: Vec::new(),
+                    ..Default::default()
                 });
             }
         };
@@ -374,71 +141,76 @@ impl ConsoleService {
         metrics::histogram!("callwarden_button_to_command_seconds").record(started.elapsed());
         let cooldown_until = self
             .live
-            .set_cooldown(report.operator.as_str(), now + self.policy.cooldown)
+            .set_cooldown(report.operator.as_str(), now + self.reports.policy.cooldown)
             .await?;
-        let sent = EventDraft::system(
-            "terminate_sent",
-            json!({
-                "command_id": terminate.id,
-                "announcement": terminate.announcement,
-                "issued_at": terminate.issued_at.to_rfc3339(),
+        let done = Done {
+            terminate: Some(TerminateSent {
+                command_id: terminate.id,
+                announcement: terminate.announcement,
+                issued_at: terminate.issued_at,
             }),
-        );
-        let cooldown = EventDraft::system(
-            "operator_cooldown",
-            json!({ "until": cooldown_until.to_rfc3339() }),
-        );
-        let (id, actions) = self
-            .record(
+            cooldown_until: Some(cooldown_until),
+        };
+        let outcome = self
+            .reports
+            .record_or_spool(
+                sent,
                 &report,
                 CallFacts::from(&call),
                 "end_and_flag",
-                vec![sent, cooldown],
+                done,
                 now,
             )
             .await?;
         Ok(pb::EndAndFlagResponse {
-            incident_id: id.to_string(),
+            incident_id: outcome.id.to_string(),
             terminate_sent: true,
             cooldown_until: Some(convert::timestamp(cooldown_until)),
-            actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+            actions: action_names(&outcome),
+            spooled: outcome.spooled,
         })
     }
 
     async fn flag_call(&self, req: pb::FlagCallRequest) -> Result<pb::FlagCallResponse, ApiError> {
-        let report = raw_report!(req).parse()?;
+        let sent = sent_report!(req);
+        let report = sent.parse()?;
         let now = self.clock.now();
         let call = match self.call_or_replay(&report).await? {
             Ok(call) => call,
             Err(id) => {
                 return Ok(pb::FlagCallResponse {
                     incident_id: id.to_string(),
-                    actions: Vec::new(),
+                    ..Default::default()
                 });
             }
         };
-        let (id, actions) = self
-            .record(
+        let outcome = self
+            .reports
+            .record_or_spool(
+                sent,
                 &report,
                 CallFacts::from(&call),
                 "flag_call",
-                Vec::new(),
+                Done::default(),
                 now,
             )
             .await?;
         Ok(pb::FlagCallResponse {
-            incident_id: id.to_string(),
-            actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
+            incident_id: outcome.id.to_string(),
+            actions: action_names(&outcome),
+            spooled: outcome.spooled,
         })
     }
 
+    /// Needs Postgres: the call is found in the operator's history there.
     async fn report_past_call(
         &self,
         req: pb::ReportPastCallRequest,
     ) -> Result<pb::ReportPastCallResponse, ApiError> {
-        let report = raw_report!(req).parse()?;
+        let report = sent_report!(req).parse()?;
         let now = self.clock.now();
         let call = self
+            .reports
             .incidents
             .answered_call(&report.call_id, report.operator.as_str())
             .await?
@@ -455,13 +227,30 @@ impl ConsoleService {
             caller: call.caller,
         };
         let (id, actions) = self
-            .record(&report, facts, "report_past_call", Vec::new(), now)
+            .reports
+            .record(
+                Uuid::now_v7(),
+                &report,
+                &facts,
+                "report_past_call",
+                &Done::default(),
+                now,
+            )
             .await?;
         Ok(pb::ReportPastCallResponse {
             incident_id: id.to_string(),
             actions: actions.iter().map(|a| a.as_str().to_owned()).collect(),
         })
     }
+}
+
+fn action_names(outcome: &Outcome) -> Vec<String> {
+    outcome
+        .actions
+        .iter()
+        .map(Action::as_str)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The request with `operator_id` bound to the caller: their own pseudonym (an admin may name

@@ -10,7 +10,7 @@ use crate::{
 };
 use callwarden_domain::{
     call::{Command, CommandKind, LiveCall},
-    decision::{Decision, decide},
+    decision::{Decision, decide, decide_without_rules},
     line::{LineDirectory, LineId},
     phone::CallerId,
     rule::{OperatorId, Scope},
@@ -21,7 +21,11 @@ use callwarden_storage::{
     incidents::IncidentStore,
     live::{self, LiveState},
 };
-use std::{collections::HashSet, sync::Arc, time::Instant};
+use std::{
+    collections::HashSet,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +47,8 @@ pub struct ScreeningService {
     /// Lines as switches write them, each parsed once: a switch sends the same few service
     /// numbers with every check, and libphonenumber's validation of one cost a tenth of a check.
     pub lines_seen: Memo<String, LineId>,
+    /// How long a check may take whatever the stores do (`check_budget_ms`).
+    pub budget: Duration,
 }
 
 pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
@@ -104,8 +110,14 @@ impl ScreeningService {
                 &extra_keys,
                 |pipe| self.live.register(pipe, &call),
                 now,
+                self.budget,
             )
-            .await?;
+            .await;
+        let degraded = !screened.redis_ok || screened.rules.is_none();
+        if degraded {
+            metrics::counter!("callwarden_checks_degraded_total", "source" => screened.source.as_str())
+                .increment(1);
+        }
         let mut extras = screened.extras.iter();
         let recent_flags = flags_key.and(extras.next()).map_or(0, |v| {
             live::recent_flags(v.as_deref(), now - self.recent_window)
@@ -113,11 +125,15 @@ impl ScreeningService {
         let cooldown_until = cooldown_key
             .and(extras.next())
             .and_then(|v| live::cooldown_until(v.as_deref(), now));
-        let verdict = decide(policy, &caller, &screened.rules, recent_flags, now);
+        let verdict = match &screened.rules {
+            Some(rules) => decide(policy, &caller, rules, recent_flags, now),
+            None => decide_without_rules(policy, &caller),
+        };
         tracing::debug!(
             call_id = %req.call_id,
             switch_id = %req.switch_id,
             line = %line,
+            source = screened.source.as_str(),
             decision = ?verdict.decision,
             reason = verdict.reason.as_str(),
             "call checked"
@@ -145,6 +161,7 @@ impl ScreeningService {
             line: line.to_string(),
             operator_cooling_down: cooldown_until.is_some(),
             operator_cooldown_until: cooldown_until.map(convert::timestamp),
+            degraded,
         })
     }
 

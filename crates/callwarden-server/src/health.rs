@@ -1,0 +1,67 @@
+//! Whether Postgres answers, as this replica last saw it: requests that need the record (review,
+//! the block list) answer UNAVAILABLE at once while it is away instead of each waiting out a
+//! connection timeout, and reports go straight to the spool.
+
+use sqlx::PgPool;
+use std::{
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
+
+/// How long the probe waits for `SELECT 1`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub struct PostgresHealth {
+    up: AtomicBool,
+}
+
+impl Default for PostgresHealth {
+    fn default() -> Self {
+        // Start-up has just reached it and applied the migrations.
+        Self {
+            up: AtomicBool::new(true),
+        }
+    }
+}
+
+impl PostgresHealth {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// A request found Postgres unreachable: others need not wait to find out. The probe says
+    /// when it is back.
+    pub fn failed(&self) {
+        self.set(false);
+    }
+
+    fn set(&self, up: bool) {
+        if self.up.swap(up, Ordering::Relaxed) != up {
+            metrics::gauge!("callwarden_postgres_up").set(if up { 1.0 } else { 0.0 });
+            if up {
+                tracing::info!("Postgres answers again");
+            } else {
+                tracing::error!(
+                    "Postgres is unavailable: review answers UNAVAILABLE, reports are spooled"
+                );
+            }
+        }
+    }
+
+    /// Probes Postgres every `every` until shutdown.
+    pub async fn watch(&self, pg: PgPool, every: Duration, shutdown: CancellationToken) {
+        metrics::gauge!("callwarden_postgres_up").set(if self.is_up() { 1.0 } else { 0.0 });
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let probe = tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pg));
+            self.set(matches!(probe.await, Ok(Ok(_))));
+        }
+    }
+}
