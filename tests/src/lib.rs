@@ -100,7 +100,7 @@ pub const GB_LINE: &str = "+442079460018";
 pub const OTHER_LINE: &str = "chat-night";
 
 /// Where the shared test servers are; CI and a fresh machine have them on their standard ports.
-fn postgres_base() -> String {
+pub fn postgres_base() -> String {
     std::env::var("CALLWARDEN_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
@@ -133,6 +133,8 @@ pub struct TestApp {
     /// The database to drop afterwards; empty for a replica.
     database: String,
     owns_keys: bool,
+    /// Leave the report spool behind when dropped (for a test that starts the app again).
+    keeps_spool: bool,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -255,6 +257,7 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         server: Some(server),
         database,
         owns_keys: true,
+        keeps_spool: false,
     }
 }
 
@@ -433,6 +436,12 @@ impl TestApp {
         keys.len()
     }
 
+    /// Keeps the report spool on disk after this app is gone, for the next app on this
+    /// configuration (which removes it in turn).
+    pub fn keep_spool(&mut self) {
+        self.keeps_spool = true;
+    }
+
     /// Stops the service gracefully and reports how it ended.
     pub async fn stop(mut self) -> Result<(), String> {
         let _ = self.shutdown.take().unwrap().send(());
@@ -500,7 +509,9 @@ impl Drop for TestApp {
         if !self.owns_keys {
             return;
         }
-        let _ = std::fs::remove_dir_all(&self.config.spool.dir);
+        if !self.keeps_spool {
+            let _ = std::fs::remove_dir_all(&self.config.spool.dir);
+        }
         let database = std::mem::take(&mut self.database);
         let prefix = self.config.redis_key_prefix.clone();
         let redis_url = self.config.redis_url.clone();
@@ -547,11 +558,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let mut server = Self { port, child: None };
         server.restart().await;
         server
@@ -601,12 +608,207 @@ impl RedisServer {
             let _ = child.wait();
         }
     }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as with a
+    /// server stuck on a slow disk or a long command.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("redis-server is running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster (initdb) in a temporary directory, on a
+/// free port, for tests that stop and restart the record. When the tests run as root, the
+/// server runs as the `postgres` user, as PostgreSQL requires.
+pub struct PostgresServer {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    running: bool,
+}
+
+impl PostgresServer {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("cw-pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = postgres_bin();
+        let mut server = Self {
+            port,
+            dir,
+            bin,
+            running: false,
+        };
+        server.chown();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &server.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        server.restart().await;
+        server
+    }
+
+    /// The server's base URL (append "/database").
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").display().to_string()
+    }
+
+    fn as_root() -> bool {
+        std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+            || Command::new("id")
+                .arg("-u")
+                .output()
+                .is_ok_and(|o| o.stdout.starts_with(b"0"))
+    }
+
+    fn chown(&self) {
+        if Self::as_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir)
+                .status()
+                .expect("chown runs");
+            assert!(status.success());
+        }
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let tool = self.bin.join(tool);
+        let mut command = if Self::as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&tool);
+            c
+        } else {
+            Command::new(&tool)
+        };
+        let out = command
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
+        assert!(
+            out.status.success(),
+            "{} {args:?}: {}{}",
+            tool.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server (again) on the same port, with everything it had, and waits until it
+    /// accepts connections.
+    pub async fn restart(&mut self) {
+        if self.running {
+            self.stop();
+        }
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+        self.running = true;
+    }
+
+    /// Stops the server at once, as a crash would (immediate shutdown: no checkpoint, clients
+    /// cut off).
+    pub fn stop(&mut self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+        self.running = false;
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        if self.running {
+            let _ = Command::new(if Self::as_root() { "runuser" } else { "env" })
+                .args(if Self::as_root() {
+                    vec!["-u", "postgres", "--"]
+                } else {
+                    vec![]
+                })
+                .arg(self.bin.join("pg_ctl"))
+                .args(["-D", &self.data(), "-m", "immediate", "stop"])
+                .output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PostgreSQL's server binaries: `CALLWARDEN_TEST_PG_BIN`, or Debian's newest under
+/// /usr/lib/postgresql.
+fn postgres_bin() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("CALLWARDEN_TEST_PG_BIN") {
+        return bin.into();
+    }
+    let mut versions: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect(
+            "PostgreSQL server binaries under /usr/lib/postgresql (or set CALLWARDEN_TEST_PG_BIN)",
+        )
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("pg_ctl").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL server installed").1
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `probe` until it returns true (up to 10 s): for effects that happen in the background.

@@ -318,6 +318,7 @@ impl Application {
                 streams: streams.clone(),
                 lines_seen: Memo::new(LINES_REMEMBERED),
                 budget: self.config.check_budget(),
+                postgres: self.postgres_health.clone(),
             })))
             .add_service(limit!(ConsoleServer::new(ConsoleService {
                 live: self.live.clone(),

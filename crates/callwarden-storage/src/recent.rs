@@ -3,8 +3,8 @@
 //!
 //! An entry is only as good as its invalidation: every rule change forgets everything. This
 //! replica's own writes do so after their commit; other replicas' reach it through Postgres
-//! NOTIFY, sent in the changing transaction (see [`crate::RuleBook::follow_changes`]); losing
-//! that feed forgets everything too. A generation number keeps a lookup that started before a
+//! NOTIFY, sent in the changing transaction (see [`crate::RuleBook::follow_changes`]); when that
+//! feed comes back after a loss, everything is forgotten too. A generation number keeps a lookup that started before a
 //! change from remembering what it read after the change was forgotten.
 
 use callwarden_domain::{

@@ -57,6 +57,8 @@ pub struct RuleBook {
     rebuilding: Arc<AtomicBool>,
     /// What checks found lately, to answer from while Redis cannot.
     recent: Arc<RecentResults>,
+    /// Names this replica's announcements of rule changes, which it need not act on twice.
+    instance: Arc<str>,
 }
 
 /// Which rules [`RuleBook::list`] returns.
@@ -206,12 +208,14 @@ impl RuleBook {
             pending_since: Arc::default(),
             rebuilding: Arc::default(),
             recent: Arc::new(RecentResults::new(recent_results)),
+            instance: Uuid::new_v4().simple().to_string().into(),
         }
     }
 
     /// Forgets recent results whenever another replica announces a rule change, until
-    /// `shutdown`. While the announcements cannot be heard (Postgres away), nothing heard is
-    /// trusted: everything is forgotten each time the feed is lost or comes back.
+    /// `shutdown`. While the feed is lost (Postgres away) results are kept, since no rule can
+    /// change without Postgres; once it is heard again everything is forgotten, since one may
+    /// have changed in between (Postgres away for this replica only).
     pub async fn follow_changes(&self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         loop {
@@ -219,7 +223,6 @@ impl RuleBook {
                 () = &mut shutdown => return,
                 lost = self.listen_changes() => lost,
             };
-            self.recent.forget_all();
             tracing::warn!(error = %lost, "rule change feed lost; reconnecting");
             tokio::select! {
                 () = &mut shutdown => return,
@@ -242,6 +245,8 @@ impl RuleBook {
         loop {
             tokio::select! {
                 heard = listener.try_recv() => match heard {
+                    // This replica's own change: it forgot around its own index write.
+                    Ok(Some(n)) if n.payload() == &*self.instance => {}
                     Ok(Some(_)) => {
                         self.recent.forget_all();
                         again = Some(tokio::time::Instant::now() + FORGET_AGAIN_AFTER);
@@ -268,7 +273,7 @@ impl RuleBook {
     pub async fn add(&self, rule: NewRule, now: DateTime<Utc>) -> Result<Rule, StorageError> {
         let rule = materialise(rule, now);
         let mut tx = self.pg.begin().await?;
-        insert_batch(&mut tx, std::slice::from_ref(&rule)).await?;
+        insert_batch(&mut tx, std::slice::from_ref(&rule), &self.instance).await?;
         tx.commit().await?;
         self.write_through(&rule, rule.created_at).await;
         Ok(rule)
@@ -283,7 +288,7 @@ impl RuleBook {
         now: DateTime<Utc>,
     ) -> Result<Rule, StorageError> {
         let rule = materialise(rule, now);
-        insert_batch(tx, std::slice::from_ref(&rule)).await?;
+        insert_batch(tx, std::slice::from_ref(&rule), &self.instance).await?;
         Ok(rule)
     }
 
@@ -321,7 +326,7 @@ impl RuleBook {
         .fetch_optional(&mut *tx)
         .await?;
         if row.is_some() {
-            announce_change(&mut tx).await?;
+            announce_change(&mut tx, &self.instance).await?;
         }
         tx.commit().await?;
         let Some(row) = row else {
@@ -629,6 +634,7 @@ impl RuleBook {
     /// Bulk syncs ([`RuleBook::sync_changed_since`]) exclude them the same way. The locks are
     /// transaction-scoped, so a cancelled request cannot leave one held.
     async fn write_through(&self, rule: &Rule, changed_at: DateTime<Utc>) {
+        // Once the change is committed, before and after its index write (see below).
         self.recent.forget_all();
         let slot = (rule.scope.clone(), rule.pattern.clone());
         let result = async {
@@ -661,6 +667,8 @@ impl RuleBook {
             Ok::<_, StorageError>(())
         }
         .await;
+        // Again: a check may have read the slot between the commit and this write.
+        self.recent.forget_all();
         if let Err(e) = result {
             metrics::counter!("callwarden_redis_errors_total", "op" => "write").increment(1);
             tracing::warn!(error = %e, "index write failed; will retry");
@@ -771,8 +779,9 @@ impl Import {
         let mut tx = self.idle_tx().await?;
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
         self.imported += batch.len() as u64;
+        let instance = self.book.instance.clone();
         self.tx = TxSlot::Writing(tokio::spawn(async move {
-            insert_batch(&mut tx, &batch).await?;
+            insert_batch(&mut tx, &batch, &instance).await?;
             Ok(tx)
         }));
         Ok(())
@@ -793,6 +802,7 @@ impl Import {
             tracing::warn!(error = %e, "index write of an import failed; will retry");
             self.book.defer(since);
         }
+        self.book.recent.forget_all();
         tracing::info!(
             rules = self.imported,
             commit_ms = committed.as_millis() as u64,
@@ -824,6 +834,7 @@ fn materialise(rule: NewRule, now: DateTime<Utc>) -> Rule {
 async fn insert_batch(
     tx: &mut Transaction<'static, Postgres>,
     rules: &[Rule],
+    instance: &str,
 ) -> Result<(), sqlx::Error> {
     if rules.is_empty() {
         return Ok(());
@@ -859,13 +870,18 @@ async fn insert_batch(
         return Err(e);
     }
     copy.finish().await?;
-    announce_change(tx).await
+    announce_change(tx, instance).await
 }
 
-/// Tells every replica, once this transaction commits, that rules changed.
-async fn announce_change(tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')")
+/// Tells every replica, once this transaction commits, that rules changed (and which replica
+/// changed them).
+async fn announce_change(
+    tx: &mut Transaction<'static, Postgres>,
+    instance: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
         .bind(RULES_CHANNEL)
+        .bind(instance)
         .execute(&mut **tx)
         .await
         .map(drop)

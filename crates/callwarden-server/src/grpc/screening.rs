@@ -5,6 +5,7 @@ use crate::{
     auth::{self, Role},
     clock::Clock,
     error::ApiError,
+    health::PostgresHealth,
     hub::{CommandHub, HubEvent},
     memo::Memo,
 };
@@ -49,6 +50,8 @@ pub struct ScreeningService {
     pub lines_seen: Memo<String, LineId>,
     /// How long a check may take whatever the stores do (`check_budget_ms`).
     pub budget: Duration,
+    /// Whether the call history can be written now.
+    pub postgres: Arc<PostgresHealth>,
 }
 
 pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
@@ -67,6 +70,31 @@ pub fn command_to_wire(c: &Command, redelivery: u32) -> pb::CallCommand {
 }
 
 impl ScreeningService {
+    /// The call history in Postgres serves reports after a call (ReportPastCall); the call
+    /// itself lives in Redis. A switch reporting an answer or an end while Postgres is away is
+    /// not refused or held up for it: the call goes on, and only that entry of the history is
+    /// missing.
+    fn history_writable(&self) -> bool {
+        let up = self.postgres.is_up();
+        if !up {
+            metrics::counter!("callwarden_call_history_missed_total").increment(1);
+        }
+        up
+    }
+
+    fn history(&self, written: Result<(), callwarden_storage::StorageError>) {
+        match written {
+            Ok(()) => {}
+            Err(e) => {
+                if e.is_postgres_unavailable() {
+                    self.postgres.failed();
+                }
+                metrics::counter!("callwarden_call_history_missed_total").increment(1);
+                tracing::warn!(error = %e, "could not keep the call in the operators' history");
+            }
+        }
+    }
+
     async fn check(&self, req: pb::CheckCallRequest) -> Result<pb::CheckCallResponse, ApiError> {
         convert::identifier("call_id", &req.call_id)?;
         convert::identifier("switch_id", &req.switch_id)?;
@@ -184,7 +212,9 @@ impl ScreeningService {
                     .await
                     .map_err(ApiError::from)?
                     .ok_or_else(not_live)?;
-                self.incidents.record_answered(&call).await?;
+                if self.history_writable() {
+                    self.history(self.incidents.record_answered(&call).await);
+                }
             }
             Ok(pb::CallEventKind::Ended) => {
                 self.live
@@ -192,7 +222,9 @@ impl ScreeningService {
                     .await
                     .map_err(ApiError::from)?
                     .ok_or_else(not_live)?;
-                self.incidents.record_ended(&req.call_id, now).await?;
+                if self.history_writable() {
+                    self.history(self.incidents.record_ended(&req.call_id, now).await);
+                }
             }
             _ => {
                 return Err(ApiError::invalid(
