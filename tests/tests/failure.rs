@@ -6,8 +6,8 @@
 use callwarden_domain::line::FailurePolicy;
 use callwarden_proto::v1::{
     CallEventKind, CheckCallRequest, CheckCallResponse, CommandKind, Decision, EndAndFlagRequest,
-    ListIncidentsRequest, ReportCallEventRequest, console_client::ConsoleClient,
-    screening_client::ScreeningClient,
+    EndAndFlagResponse, ListIncidentsRequest, ReportCallEventRequest,
+    console_client::ConsoleClient, screening_client::ScreeningClient,
 };
 use callwarden_server::{auth::Role, config::Config};
 use callwarden_tests::*;
@@ -363,6 +363,28 @@ async fn reports_taken_while_postgres_is_down_are_recorded_once_when_it_returns(
     );
 }
 
+/// A call from `caller` answered by `operator`; then Postgres stops, and the operator presses
+/// the button: the report is spooled.
+async fn report_while_postgres_is_down(
+    app: &TestApp,
+    pg: &mut PostgresServer,
+    caller: &str,
+    operator: &str,
+) -> EndAndFlagResponse {
+    let call = app.answered_call(caller, "sw-1", operator).await;
+    pg.stop();
+    until_postgres_is_known_down(app).await;
+    let reply = app
+        .console
+        .clone()
+        .end_and_flag(end_and_flag_request(&call, operator))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(reply.spooled, "{reply:?}");
+    reply
+}
+
 #[tokio::test]
 async fn the_spool_outlives_a_stop_and_is_flushed_on_the_way_out() {
     let mut pg = PostgresServer::start().await;
@@ -371,17 +393,7 @@ async fn the_spool_outlives_a_stop_and_is_flushed_on_the_way_out() {
     // Only start-up and shutdown drain the spool in this test.
     config.spool.drain_interval_ms = 3_600_000;
     let app = spawn_app_with(config.clone()).await;
-    let call = app.answered_call(CLEAN, "sw-1", "op-1").await;
-    pg.stop();
-    until_postgres_is_known_down(&app).await;
-    let kept = app
-        .console
-        .clone()
-        .end_and_flag(end_and_flag_request(&call, "op-1"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(kept.spooled);
+    let kept = report_while_postgres_is_down(&app, &mut pg, CLEAN, "op-1").await;
     // Stopped while Postgres is away: the report stays on disk.
     let mut app = app;
     app.keep_spool();
@@ -403,17 +415,7 @@ async fn the_spool_outlives_a_stop_and_is_flushed_on_the_way_out() {
 
     // Spooled, then Postgres returns and the replica is stopped before its drainer runs:
     // the shutdown flushes the spool.
-    let call = app.answered_call(BLOCKED, "sw-1", "op-2").await;
-    pg.stop();
-    until_postgres_is_known_down(&app).await;
-    let flushed = app
-        .console
-        .clone()
-        .end_and_flag(end_and_flag_request(&call, "op-2"))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(flushed.spooled);
+    let flushed = report_while_postgres_is_down(&app, &mut pg, BLOCKED, "op-2").await;
     pg.restart().await;
     app.stop().await.unwrap();
     assert_eq!(spool_entries(&config), 0);

@@ -53,15 +53,28 @@ impl PostgresHealth {
     /// Probes Postgres every `every` until shutdown.
     pub async fn watch(&self, pg: PgPool, every: Duration, shutdown: CancellationToken) {
         metrics::gauge!("callwarden_postgres_up").set(if self.is_up() { 1.0 } else { 0.0 });
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+        periodically(every, &shutdown, || async {
             let probe = tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&pg));
             self.set(matches!(probe.await, Ok(Ok(_))));
+        })
+        .await;
+    }
+}
+
+/// Runs `pass` every `period`, the first at once, until `shutdown`; a pass that overruns its
+/// period delays the next rather than bunching them.
+pub async fn periodically<F, Fut>(period: Duration, shutdown: &CancellationToken, mut pass: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
         }
+        pass().await;
     }
 }

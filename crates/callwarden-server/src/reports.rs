@@ -371,10 +371,8 @@ impl Reports {
         now: DateTime<Utc>,
     ) -> Result<Outcome, ApiError> {
         // A retry of a spooled report keeps the id its operator was given.
-        let id = self
-            .spooled(&report.request_id)
-            .await
-            .map_or_else(Uuid::now_v7, |(id, _)| id);
+        let already = self.spooled(&report.request_id).await;
+        let id = already.as_ref().map_or_else(Uuid::now_v7, |(id, _)| *id);
         if self.postgres.is_up() {
             let recorded = tokio::time::timeout(
                 self.write_timeout,
@@ -399,6 +397,14 @@ impl Reports {
                     "Postgres did not take the report in time; spooling it"
                 ),
             }
+        }
+        if already.is_some() {
+            // Kept as first taken: reported when the operator first pressed.
+            return Ok(Outcome {
+                id,
+                actions: Vec::new(),
+                spooled: true,
+            });
         }
         let entry = Spooled {
             incident_id: id,

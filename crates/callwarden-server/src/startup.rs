@@ -11,7 +11,7 @@ use crate::{
         blocklist::BlockListService, console::ConsoleService, review::ReviewService,
         screening::ScreeningService,
     },
-    health::PostgresHealth,
+    health::{PostgresHealth, periodically},
     http::{self, HttpState},
     hub::CommandHub,
     memo::Memo,
@@ -640,15 +640,9 @@ async fn escalate_overdue(
 /// Offers spooled reports to Postgres every `every` while any wait, until shutdown (the last
 /// flush is the shutdown's own).
 async fn drain_spool(reports: Arc<Reports>, every: Duration, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
+    periodically(every, &shutdown, || async {
         if !reports.postgres.is_up() || reports.spool.is_empty().unwrap_or(false) {
-            continue;
+            return;
         }
         match reports.drain().await {
             Ok(pass) if pass.recorded > 0 => tracing::info!(
@@ -659,7 +653,8 @@ async fn drain_spool(reports: Arc<Reports>, every: Duration, shutdown: Cancellat
             Ok(_) => {}
             Err(e) => tracing::error!(error = %e, "could not read the report spool"),
         }
-    }
+    })
+    .await;
 }
 
 /// Answers UNAVAILABLE at once, naming `what`, while Postgres is known to be away: everything

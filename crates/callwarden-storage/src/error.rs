@@ -54,3 +54,26 @@ impl StorageError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_unreachable_postgres_counts_as_unavailable() {
+        for away in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)),
+        ] {
+            assert!(StorageError::Postgres(away).is_postgres_unavailable());
+        }
+        // Refusals are answers: spooling them would retry them forever.
+        assert!(!StorageError::Postgres(sqlx::Error::RowNotFound).is_postgres_unavailable());
+        assert!(!StorageError::Refused("no".into()).is_postgres_unavailable());
+        assert!(
+            !StorageError::Redis(redis::RedisError::from((redis::ErrorKind::Io, "gone")))
+                .is_postgres_unavailable()
+        );
+    }
+}
