@@ -833,3 +833,124 @@ async fn under_steady_load_no_report_is_lost_and_every_check_is_answered_by_the_
     );
     drop((one, two, base));
 }
+
+/// A Redis process of this test's own (a data node or a Sentinel), killed when dropped.
+struct RedisProcess {
+    port: u16,
+    child: Child,
+}
+
+impl RedisProcess {
+    async fn start(args: &[&str]) -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(args)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let process = Self { port, child };
+        eventually("the Redis process answers", || async {
+            process.cli(&["PING"]).await.as_deref() == Some("PONG")
+        })
+        .await;
+        process
+    }
+
+    async fn cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for RedisProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn with_sentinel_the_service_follows_a_failover_to_the_new_primary() {
+    let primary = RedisProcess::start(&["--save", "", "--appendonly", "no"]).await;
+    let replica = RedisProcess::start(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--replicaof",
+        "127.0.0.1",
+        &primary.port.to_string(),
+    ])
+    .await;
+    // A Sentinel rewrites its configuration file: it gets one of its own.
+    let dir = std::env::temp_dir().join(format!("cw-sentinel-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "sentinel monitor cw 127.0.0.1 {} 1\nsentinel down-after-milliseconds cw 1000\n\
+             sentinel failover-timeout cw 5000\n",
+            primary.port
+        ),
+    )
+    .unwrap();
+    let sentinel = RedisProcess::start(&[conf.to_str().unwrap(), "--sentinel"]).await;
+
+    let mut config = test_config(&format!("redis://127.0.0.1:{}", primary.port));
+    config.redis_sentinel.sentinels = vec![format!("redis://127.0.0.1:{}", sentinel.port)];
+    config.redis_sentinel.master_name = "cw".into();
+    let app = spawn_app_with(config).await;
+    app.add(rule(BLOCKED)).await;
+    eventually("the index answers", || async {
+        let r = app.check(BLOCKED, GB_LINE).await;
+        r.reason == "blocked" && !r.degraded
+    })
+    .await;
+    eventually("the replica has the index", || async {
+        replica.cli(&["DBSIZE"]).await.is_some_and(|n| n != "0")
+    })
+    .await;
+
+    // The replica becomes the primary; the old primary is made its replica and refuses writes.
+    assert_eq!(
+        sentinel
+            .cli(&["SENTINEL", "FAILOVER", "cw"])
+            .await
+            .as_deref(),
+        Some("OK")
+    );
+    eventually("the old primary is a replica", || async {
+        primary
+            .cli(&["ROLE"])
+            .await
+            .is_some_and(|r| r.starts_with("slave"))
+    })
+    .await;
+    // A check (its registration is a write) finds out, and the connection moves.
+    eventually("checks are whole again, on the new primary", || async {
+        let r = app.check(CLEAN, GB_LINE).await;
+        r.reason == "no_rule" && !r.degraded
+    })
+    .await;
+    // A rule added now reaches the new primary's index.
+    app.add(rule(CLEAN)).await;
+    assert_eq!(app.check(CLEAN, GB_LINE).await.reason, "blocked");
+    let slot = app.slot_key(CLEAN);
+    eventually("the new rule is on the new primary", || async {
+        replica.cli(&["EXISTS", &slot]).await.as_deref() == Some("1")
+    })
+    .await;
+    assert!(
+        metrics(&app)
+            .await
+            .contains("callwarden_redis_primary_changes_total")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -53,6 +53,10 @@ pub struct Config {
     pub database_max_connections: u32,
     /// Redis, the serving index.
     pub redis_url: String,
+    /// Redis Sentinel, when Redis fails over by it: the primary is asked of the Sentinels and
+    /// followed through failovers; `redis_url` then only gives the data nodes' password and
+    /// database.
+    pub redis_sentinel: SentinelConfig,
     /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
     pub redis_key_prefix: String,
     /// Bound on connecting to and waiting for Redis (index writes, commands, streams). Checks
@@ -117,6 +121,17 @@ pub struct Config {
     pub tls: TlsConfig,
     /// Service lines with their own policy; others use the defaults above.
     pub lines: Vec<LineConfig>,
+}
+
+/// Redis Sentinel (`[redis_sentinel]`).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct SentinelConfig {
+    /// The Sentinels, e.g. ["redis://10.0.0.5:26379", "redis://10.0.0.6:26379"]; empty: no
+    /// Sentinel, `redis_url` is Redis itself.
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels monitor the primary under.
+    pub master_name: String,
 }
 
 /// The report spool (`[spool]`; `CALLWARDEN_SPOOL__<KEY>`).
@@ -583,6 +598,7 @@ impl Default for Config {
             database_url: "postgres://postgres@127.0.0.1:5432/callwarden".into(),
             database_max_connections: 16,
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_sentinel: SentinelConfig::default(),
             redis_key_prefix: "callwarden".into(),
             redis_timeout_ms: 500,
             check_budget_ms: 20,
@@ -656,6 +672,12 @@ impl Config {
                 what: "between 1 and 10000",
             });
         }
+        if !self.redis_sentinel.sentinels.is_empty() && self.redis_sentinel.master_name.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "redis_sentinel.master_name",
+                what: "set when redis_sentinel.sentinels is",
+            });
+        }
         if self.spool.dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid {
                 key: "spool.dir",
@@ -696,6 +718,19 @@ impl Config {
             }
         }
         Ok(LineDirectory::new(default, lines))
+    }
+
+    /// Where Redis is: `redis_url`, or the primary the Sentinels name.
+    pub fn redis_target(&self) -> callwarden_storage::RedisTarget {
+        if self.redis_sentinel.sentinels.is_empty() {
+            callwarden_storage::RedisTarget::Url(self.redis_url.clone())
+        } else {
+            callwarden_storage::RedisTarget::Sentinel {
+                sentinels: self.redis_sentinel.sentinels.clone(),
+                master_name: self.redis_sentinel.master_name.clone(),
+                node: self.redis_url.clone(),
+            }
+        }
     }
 
     pub fn redis_timeout(&self) -> Duration {

@@ -2,8 +2,8 @@
 
 use crate::health::PostgresHealth;
 use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use callwarden_storage::RedisConn;
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +14,7 @@ const REDIS_PING_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct HttpState {
     /// Postgres as the probe last found it: readiness must answer quickly whatever it does.
     pub postgres: Arc<PostgresHealth>,
-    pub redis: ConnectionManager,
+    pub redis: RedisConn,
     pub metrics: PrometheusHandle,
     /// Cancelled when shutdown starts, so readiness fails and load balancers stop sending.
     pub shutdown: CancellationToken,

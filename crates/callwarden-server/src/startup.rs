@@ -26,14 +26,13 @@ use callwarden_proto::v1::{
     review_server::ReviewServer, screening_server::ScreeningServer,
 };
 use callwarden_storage::{
-    IndexConfig, Keyring, RuleBook, RuleIndex, StorageError,
+    IndexConfig, Keyring, RedisConn, RuleBook, RuleIndex, StorageError,
     incidents::{EventDraft, IncidentStore},
     live::LiveState,
     postgres,
     review::{Plan, RowChange},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
-use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 use std::{
     future::{Future, IntoFuture},
@@ -125,7 +124,7 @@ pub struct Application {
     grpc_listener: TcpListener,
     http_listener: TcpListener,
     pg: PgPool,
-    redis: ConnectionManager,
+    redis: RedisConn,
     rules: RuleBook,
     live: LiveState,
     incidents: IncidentStore,
@@ -156,13 +155,12 @@ impl Application {
         // Built once: every Redis key derived from a number is keyed by it, on every replica alike.
         let keyring = Keyring::new(config.privacy.secret()?.as_bytes());
         // Redis first: a start-up that fails on it then leaves no database behind.
-        let (redis_client, redis) =
-            callwarden_storage::connect_redis(&config.redis_url, config.redis_timeout())
-                .await
-                .map_err(|source| StartupError::Redis {
-                    url: redact(&config.redis_url),
-                    source,
-                })?;
+        let redis = RedisConn::connect(&config.redis_target(), config.redis_timeout())
+            .await
+            .map_err(|source| StartupError::Redis {
+                url: redact(&config.redis_url),
+                source,
+            })?;
         let pg = prepare_database(&config).await?;
         let index = RuleIndex::new(
             redis.clone(),
@@ -174,7 +172,6 @@ impl Application {
         let rules = RuleBook::new(pg.clone(), index, config.recent_results);
         let live = LiveState::new(
             redis.clone(),
-            redis_client,
             &config.redis_key_prefix,
             config.live_call_ttl(),
             keyring,

@@ -13,13 +13,13 @@
 //! withdraws it, so replicas that disagree about the secret answer from Postgres instead of
 //! missing rules they cannot see.
 
-use crate::privacy::Keyring;
+use crate::{RedisConn, privacy::Keyring};
 use callwarden_domain::{
     phone::E164,
     rule::{Effect, Pattern, RuleId, RuleMatch, Scope},
 };
 use chrono::{DateTime, Utc};
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 use std::{sync::Arc, time::Duration};
 use uuid::Uuid;
 
@@ -31,7 +31,7 @@ pub struct IndexConfig {
 
 #[derive(Clone)]
 pub struct RuleIndex {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: Arc<str>,
     keyring: Keyring,
 }
@@ -83,7 +83,7 @@ fn slot_key_of(prefix: &str, scope_part: &str, pattern_part: &str) -> String {
 }
 
 impl RuleIndex {
-    pub fn new(conn: ConnectionManager, config: IndexConfig, keyring: Keyring) -> Self {
+    pub fn new(conn: RedisConn, config: IndexConfig, keyring: Keyring) -> Self {
         Self {
             conn,
             prefix: config.key_prefix.into(),

@@ -3,6 +3,7 @@
 //! record and the index cannot drift apart through a second code path.
 
 pub mod audit;
+mod connection;
 mod error;
 pub mod incidents;
 mod index;
@@ -15,31 +16,16 @@ pub mod review;
 mod rules;
 pub mod spool;
 
+pub use connection::{RedisConn, RedisTarget};
 pub use error::StorageError;
 pub use index::{IndexConfig, RuleIndex, slot_key};
 pub use privacy::Keyring;
 pub use rules::{Import, RULES_CHANNEL, RuleBook, RuleFilter, RulePage, Screened, Source};
 
-/// Connects to Redis with bounded connection and response times, reconnecting on its own. The
-/// client is kept for what needs a connection of its own (pub/sub).
-pub async fn connect_redis(
-    url: &str,
-    timeout: std::time::Duration,
-) -> Result<(redis::Client, redis::aio::ConnectionManager), redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout))
-        .set_number_of_retries(2)
-        .set_max_delay(std::time::Duration::from_secs(2));
-    let manager = redis::aio::ConnectionManager::new_with_config(client.clone(), config).await?;
-    Ok((client, manager))
-}
-
 /// Unlinks every key matching `pattern`, a SCAN page at a time (never a blocking KEYS);
 /// returns how many.
 pub(crate) async fn unlink_matching(
-    conn: &redis::aio::ConnectionManager,
+    conn: &RedisConn,
     pattern: &str,
 ) -> Result<usize, redis::RedisError> {
     use redis::AsyncCommands;

@@ -12,17 +12,17 @@
 //! together (`parties`), bound to the call, and the recent incidents of a caller are found by
 //! the keyed hash of the number.
 
+use crate::RedisConn;
 use crate::privacy::Keyring;
 use callwarden_domain::call::{Command, CommandKind, LiveCall};
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
-use redis::{AsyncCommands, aio::ConnectionManager};
+use redis::AsyncCommands;
 use std::{collections::HashMap, sync::Arc};
 
 #[derive(Clone)]
 pub struct LiveState {
-    conn: ConnectionManager,
-    client: redis::Client,
+    conn: RedisConn,
     prefix: Arc<str>,
     /// How long a call stays live without being ended (switches that never report ENDED).
     call_ttl: Duration,
@@ -104,16 +104,9 @@ return #kept
 ";
 
 impl LiveState {
-    pub fn new(
-        conn: ConnectionManager,
-        client: redis::Client,
-        prefix: &str,
-        call_ttl: Duration,
-        keyring: Keyring,
-    ) -> Self {
+    pub fn new(conn: RedisConn, prefix: &str, call_ttl: Duration, keyring: Keyring) -> Self {
         Self {
             conn,
-            client,
             prefix: prefix.into(),
             call_ttl,
             keyring,
@@ -408,7 +401,8 @@ impl LiveState {
     ) -> Result<impl futures::Stream<Item = Command> + Send + Unpin + 'static, redis::RedisError>
     {
         let pattern = format!("{}:cmdch:*", self.prefix);
-        let mut pubsub = self.client.get_async_pubsub().await?;
+        // On the node in use now: after a failover, the next subscription is on the new primary.
+        let mut pubsub = self.conn.client().get_async_pubsub().await?;
         pubsub.psubscribe(pattern).await?;
         Ok(pubsub.into_on_message().filter_map(|msg| {
             let payload: Option<String> = msg.get_payload().ok();
