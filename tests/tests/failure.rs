@@ -832,25 +832,31 @@ async fn under_steady_load_no_report_is_lost_and_every_check_is_answered_by_the_
         replaced.as_millis(),
     );
     drop((one, two, base));
+    let _ = std::fs::remove_dir_all(&second_config.spool.dir);
 }
 
 /// A Redis process of this test's own (a data node or a Sentinel), killed when dropped.
 struct RedisProcess {
     port: u16,
     child: Child,
+    /// Its working directory: a replica's full sync writes an RDB file there.
+    dir: std::path::PathBuf,
 }
 
 impl RedisProcess {
     async fn start(args: &[&str]) -> Self {
         let port = free_port();
+        let dir = std::env::temp_dir().join(format!("cw-redis-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
         let child = Command::new("redis-server")
             .args(args)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed");
-        let process = Self { port, child };
+        let process = Self { port, child, dir };
         eventually("the Redis process answers", || async {
             process.cli(&["PING"]).await.as_deref() == Some("PONG")
         })
@@ -872,6 +878,7 @@ impl Drop for RedisProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -16,6 +16,11 @@ fn callwarden(args: &[&str], env: &[(&str, &str)]) -> Command {
         // The two required secrets, and plaintext (loopback only); a test that wants one of them
         // missing removes it.
         .env("CALLWARDEN_TLS__PLAINTEXT", "true")
+        // A spool of the test's own, not one in the crate's folder.
+        .env(
+            "CALLWARDEN_SPOOL__DIR",
+            std::env::temp_dir().join(format!("cw-cli-spool-{}", std::process::id())),
+        )
         .env(
             "CALLWARDEN_AUTH__HS256_SECRET",
             "cli-test-hs256-secret-0123456789abcdef",
