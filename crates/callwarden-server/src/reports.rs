@@ -28,6 +28,7 @@ use uuid::Uuid;
 const MAX_NOTE_LEN: usize = 4000;
 
 /// A report as the console sent it, parsed.
+#[derive(Clone)]
 pub(crate) struct Report {
     pub call_id: String,
     pub operator: OperatorId,
@@ -361,8 +362,12 @@ impl Reports {
     /// Records the report, or, if Postgres cannot take it within the write timeout (or is
     /// known to be away), keeps it durably in the spool. Either way the operator may be told it
     /// is saved; an error means neither worked.
+    ///
+    /// An attempt past the timeout is not cut off: it goes on in the background (a commit
+    /// already sent must still write its blocks through to the index), and whichever of it and
+    /// the drainer comes second finds the incident recorded.
     pub(crate) async fn record_or_spool(
-        &self,
+        self: &Arc<Self>,
         sent: SentReport,
         report: &Report,
         call: CallFacts,
@@ -374,27 +379,32 @@ impl Reports {
         let already = self.spooled(&report.request_id).await;
         let id = already.as_ref().map_or_else(Uuid::now_v7, |(id, _)| *id);
         if self.postgres.is_up() {
-            let recorded = tokio::time::timeout(
-                self.write_timeout,
-                self.record(id, report, &call, source, &done, now),
-            )
-            .await;
-            match recorded {
-                Ok(Ok((id, actions))) => {
+            let attempt = tokio::spawn({
+                let (this, report, call, done) =
+                    (self.clone(), report.clone(), call.clone(), done.clone());
+                async move { this.record(id, &report, &call, source, &done, now).await }
+            });
+            match tokio::time::timeout(self.write_timeout, attempt).await {
+                Ok(Ok(Ok((id, actions)))) => {
                     return Ok(Outcome {
                         id,
                         actions,
                         spooled: false,
                     });
                 }
-                Ok(Err(ApiError::Storage(e))) if e.is_postgres_unavailable() => {
+                Ok(Ok(Err(ApiError::Storage(e)))) if e.is_postgres_unavailable() => {
                     self.postgres.failed();
                     tracing::warn!(error = %e, "Postgres cannot take the report; spooling it");
                 }
-                Ok(Err(e)) => return Err(e),
+                Ok(Ok(Err(e))) => return Err(e),
+                Ok(Err(e)) => {
+                    return Err(ApiError::Storage(StorageError::Internal(format!(
+                        "report writer: {e}"
+                    ))));
+                }
                 Err(_) => tracing::warn!(
                     timeout_ms = self.write_timeout.as_millis() as u64,
-                    "Postgres did not take the report in time; spooling it"
+                    "Postgres did not take the report in time; spooling it too"
                 ),
             }
         }
@@ -423,6 +433,9 @@ impl Reports {
             ));
         }
         metrics::counter!("callwarden_reports_spooled_total", "source" => source).increment(1);
+        if let Ok(waiting) = self.spool.len() {
+            metrics::gauge!("callwarden_reports_spooled").set(waiting as f64);
+        }
         tracing::info!(incident_id = %id, source, "report spooled until Postgres is back");
         Ok(Outcome {
             id,
