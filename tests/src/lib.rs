@@ -4,10 +4,10 @@
 
 use callwarden_proto::v1::{
     AddRuleRequest, BlockChoice, CallCommand, CallEventKind, Category, CheckActiveCallRequest,
-    CheckActiveCallResponse, CheckCallRequest, CheckCallResponse, Effect, FlagCallRequest,
-    GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest, Rule, Scope, ScopeKind, Severity,
-    WatchCommandsRequest, block_list_client::BlockListClient, console_client::ConsoleClient,
-    review_client::ReviewClient, screening_client::ScreeningClient,
+    CheckActiveCallResponse, CheckCallRequest, CheckCallResponse, Effect, EndAndFlagRequest,
+    EndAndFlagResponse, FlagCallRequest, GetRuleRequest, RemoveRuleRequest, ReportCallEventRequest,
+    Rule, Scope, ScopeKind, Severity, WatchCommandsRequest, block_list_client::BlockListClient,
+    console_client::ConsoleClient, review_client::ReviewClient, screening_client::ScreeningClient,
 };
 use callwarden_server::{
     clock::ManualClock,
@@ -307,6 +307,18 @@ impl TestApp {
         call_id
     }
 
+    /// The operator's button.
+    pub async fn end_and_flag(
+        &self,
+        request: EndAndFlagRequest,
+    ) -> Result<EndAndFlagResponse, tonic::Status> {
+        self.console
+            .clone()
+            .end_and_flag(request)
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// What the switch would be told to do with a call now (CheckActiveCall).
     pub async fn call_action(&self, call_id: &str, switch: &str) -> CheckActiveCallResponse {
         self.screening
@@ -459,6 +471,22 @@ pub fn flag_request(call_id: &str, operator: &str) -> FlagCallRequest {
         category: Category::FraudOrSpam.into(),
         severity: Severity::Low.into(),
         note: String::new(),
+        block: BlockChoice::None.into(),
+        anonymous: false,
+        request_id: uuid::Uuid::new_v4().to_string(),
+        debrief: false,
+    }
+}
+
+/// An EndAndFlag of `call_id` by `operator`: abusive language, medium, a short note, no block,
+/// a fresh request id.
+pub fn end_and_flag_request(call_id: &str, operator: &str) -> EndAndFlagRequest {
+    EndAndFlagRequest {
+        call_id: call_id.into(),
+        operator_id: operator.into(),
+        category: Category::AbusiveLanguage.into(),
+        severity: Severity::Medium.into(),
+        note: "shouted insults".into(),
         block: BlockChoice::None.into(),
         anonymous: false,
         request_id: uuid::Uuid::new_v4().to_string(),

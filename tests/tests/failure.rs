@@ -5,9 +5,9 @@
 
 use callwarden_domain::line::FailurePolicy;
 use callwarden_proto::v1::{
-    CallEventKind, CheckCallRequest, CheckCallResponse, CommandKind, Decision, EndAndFlagRequest,
-    EndAndFlagResponse, ListIncidentsRequest, ReportCallEventRequest,
-    console_client::ConsoleClient, screening_client::ScreeningClient,
+    CallEventKind, CheckCallRequest, CheckCallResponse, CommandKind, Decision, EndAndFlagResponse,
+    ListIncidentsRequest, ReportCallEventRequest, console_client::ConsoleClient,
+    screening_client::ScreeningClient,
 };
 use callwarden_server::{auth::Role, config::Config};
 use callwarden_tests::*;
@@ -178,20 +178,6 @@ async fn a_rule_added_on_another_replica_is_heard_of_while_redis_is_away() {
     redis.resume();
 }
 
-fn end_and_flag_request(call_id: &str, operator: &str) -> EndAndFlagRequest {
-    EndAndFlagRequest {
-        call_id: call_id.into(),
-        operator_id: operator.into(),
-        category: callwarden_proto::v1::Category::AbusiveLanguage.into(),
-        severity: callwarden_proto::v1::Severity::Medium.into(),
-        note: "shouted insults".into(),
-        block: callwarden_proto::v1::BlockChoice::None.into(),
-        anonymous: false,
-        request_id: Uuid::new_v4().to_string(),
-        debrief: false,
-    }
-}
-
 /// Waits until the replica has noticed that Postgres is away: review answers UNAVAILABLE, at
 /// once and saying why.
 async fn until_postgres_is_known_down(app: &TestApp) {
@@ -262,13 +248,7 @@ async fn reports_taken_while_postgres_is_down_are_recorded_once_when_it_returns(
     pg.stop();
     until_postgres_is_known_down(&app).await;
     let request = end_and_flag_request(&call, "op-1");
-    let first = app
-        .console
-        .clone()
-        .end_and_flag(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let first = app.end_and_flag(request.clone()).await.unwrap();
     assert!(first.terminate_sent && first.spooled, "{first:?}");
     assert!(first.cooldown_until.is_some());
     let command = tokio::time::timeout(Duration::from_secs(10), stream.next())
@@ -281,13 +261,7 @@ async fn reports_taken_while_postgres_is_down_are_recorded_once_when_it_returns(
         (call.as_str(), CommandKind::Terminate)
     );
     // The console retries (it never saw the answer): the same report, the same incident.
-    let again = app
-        .console
-        .clone()
-        .end_and_flag(request.clone())
-        .await
-        .unwrap()
-        .into_inner();
+    let again = app.end_and_flag(request.clone()).await.unwrap();
     assert_eq!(again.incident_id, first.incident_id);
     let flagged = app
         .console
@@ -350,13 +324,7 @@ async fn reports_taken_while_postgres_is_down_are_recorded_once_when_it_returns(
             .is_ok()
     );
     // And a retry now finds it recorded.
-    let replay = app
-        .console
-        .clone()
-        .end_and_flag(request)
-        .await
-        .unwrap()
-        .into_inner();
+    let replay = app.end_and_flag(request).await.unwrap();
     assert_eq!(
         (replay.incident_id.as_str(), replay.spooled),
         (first.incident_id.as_str(), false)
@@ -375,12 +343,9 @@ async fn report_while_postgres_is_down(
     pg.stop();
     until_postgres_is_known_down(app).await;
     let reply = app
-        .console
-        .clone()
         .end_and_flag(end_and_flag_request(&call, operator))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(reply.spooled, "{reply:?}");
     reply
 }

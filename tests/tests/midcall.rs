@@ -3,8 +3,8 @@
 
 use callwarden_proto::v1::{
     AckCommandRequest, BlockChoice, CallAction, CallEventKind, Category, CheckCallRequest,
-    CommandKind, Decision, EndAndFlagRequest, EndAndFlagResponse, FlagCallRequest,
-    GetOperatorStatusRequest, ReportPastCallRequest, Severity, WarnCallerRequest,
+    CommandKind, Decision, EndAndFlagRequest, FlagCallRequest, GetOperatorStatusRequest,
+    ReportPastCallRequest, Severity, WarnCallerRequest,
 };
 use callwarden_tests::*;
 use chrono::Duration;
@@ -14,31 +14,6 @@ use tonic::Code;
 use uuid::Uuid;
 
 const CALLER: &str = "+48601234567";
-
-fn report(call_id: &str, operator: &str) -> EndAndFlagRequest {
-    EndAndFlagRequest {
-        call_id: call_id.into(),
-        operator_id: operator.into(),
-        category: Category::AbusiveLanguage.into(),
-        severity: Severity::Medium.into(),
-        note: "shouted insults".into(),
-        block: BlockChoice::None.into(),
-        anonymous: false,
-        request_id: Uuid::new_v4().to_string(),
-        debrief: false,
-    }
-}
-
-async fn end_and_flag(
-    app: &TestApp,
-    request: EndAndFlagRequest,
-) -> Result<EndAndFlagResponse, tonic::Status> {
-    app.console
-        .clone()
-        .end_and_flag(request)
-        .await
-        .map(tonic::Response::into_inner)
-}
 
 async fn next_command(
     stream: &mut tonic::Streaming<callwarden_proto::v1::CallCommand>,
@@ -108,7 +83,10 @@ async fn end_and_flag_terminates_on_the_switch_stream_and_records_the_incident()
     let mut stream = app.watch("sw-1").await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
 
-    let reply = end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    let reply = app
+        .end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     assert!(reply.terminate_sent);
     assert!(reply.cooldown_until.is_some());
     let command = next_command(&mut stream).await;
@@ -184,7 +162,10 @@ async fn a_switch_may_report_the_end_before_it_acknowledges_the_terminate() {
     let app = spawn_app().await;
     let mut stream = app.watch("sw-1").await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    let reply = end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    let reply = app
+        .end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     let command = next_command(&mut stream).await;
     app.call_event(&call, CallEventKind::Ended, "")
         .await
@@ -223,7 +204,7 @@ async fn the_terminate_goes_out_before_the_incident_is_written() {
         .unwrap();
     let pressed = tokio::spawn({
         let console = app.console.clone();
-        let request = report(&call, "op-1");
+        let request = end_and_flag_request(&call, "op-1");
         async move { console.clone().end_and_flag(request).await }
     });
     let command = next_command(&mut stream).await;
@@ -247,7 +228,9 @@ async fn unacknowledged_commands_are_sent_again_after_a_reconnect() {
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
     let other = app.answered_call("+48601234568", "sw-1", "op-2").await;
     let mut first = app.watch("sw-1").await;
-    end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    app.end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     let sent = next_command(&mut first).await;
     drop(first);
 
@@ -287,7 +270,9 @@ async fn a_command_sent_through_one_replica_reaches_a_stream_held_by_another() {
     let replica = app.replica().await;
     let mut stream = replica.watch("sw-9").await;
     let call = app.answered_call(CALLER, "sw-9", "op-1").await;
-    end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    app.end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     let command = next_command(&mut stream).await;
     assert_eq!(
         (command.call_id.as_str(), command.kind()),
@@ -309,10 +294,10 @@ async fn a_double_click_makes_one_incident_and_one_terminate() {
     let app = spawn_app().await;
     let mut stream = app.watch("sw-1").await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    let request = report(&call, "op-1");
+    let request = end_and_flag_request(&call, "op-1");
     let (a, b) = tokio::join!(
-        end_and_flag(&app, request.clone()),
-        end_and_flag(&app, request.clone())
+        app.end_and_flag(request.clone()),
+        app.end_and_flag(request.clone())
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.incident_id, b.incident_id);
@@ -323,7 +308,7 @@ async fn a_double_click_makes_one_incident_and_one_terminate() {
     app.call_event(&call, CallEventKind::Ended, "")
         .await
         .unwrap();
-    let c = end_and_flag(&app, request).await.unwrap();
+    let c = app.end_and_flag(request).await.unwrap();
     assert_eq!(c.incident_id, a.incident_id);
     assert_eq!(incident_count(&app).await, 1);
     // Only one TERMINATE was ever queued: a new stream finds nothing for this ended call.
@@ -338,14 +323,18 @@ async fn a_double_click_makes_one_incident_and_one_terminate() {
 async fn an_operator_can_act_only_on_calls_they_answered() {
     let app = spawn_app().await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    let err = end_and_flag(&app, report(&call, "op-2")).await.unwrap_err();
+    let err = app
+        .end_and_flag(end_and_flag_request(&call, "op-2"))
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert!(
         err.message().contains("another operator"),
         "{}",
         err.message()
     );
-    let err = end_and_flag(&app, report("no-such-call", "op-1"))
+    let err = app
+        .end_and_flag(end_and_flag_request("no-such-call", "op-1"))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "{err:?}");
@@ -365,7 +354,8 @@ async fn an_operator_can_act_only_on_calls_they_answered() {
         })
         .await
         .unwrap();
-    let err = end_and_flag(&app, report(&unanswered, "op-1"))
+    let err = app
+        .end_and_flag(end_and_flag_request(&unanswered, "op-1"))
         .await
         .unwrap_err();
     assert!(
@@ -391,62 +381,62 @@ async fn bad_reports_name_the_field() {
         (
             EndAndFlagRequest {
                 category: 0,
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "category: must be set",
         ),
         (
             EndAndFlagRequest {
                 category: 99,
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "category: 99 is not a Category",
         ),
         (
             EndAndFlagRequest {
                 severity: 0,
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "severity: must be set",
         ),
         (
             EndAndFlagRequest {
                 block: 7,
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "block: 7",
         ),
         (
             EndAndFlagRequest {
                 request_id: String::new(),
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "request_id: must not be empty",
         ),
         (
             EndAndFlagRequest {
                 operator_id: "Jane Doe".into(),
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "operator_id: \"Jane Doe\"",
         ),
         (
             EndAndFlagRequest {
                 note: "x".repeat(4001),
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "note: is longer than 4000",
         ),
         (
             EndAndFlagRequest {
                 call_id: String::new(),
-                ..report(&call, "op-1")
+                ..end_and_flag_request(&call, "op-1")
             },
             "call_id: must not be empty",
         ),
     ];
     for (request, message) in cases {
-        let err = end_and_flag(&app, request).await.unwrap_err();
+        let err = app.end_and_flag(request).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(
             err.message().starts_with(message),
@@ -480,15 +470,13 @@ async fn bad_reports_name_the_field() {
 async fn block_from_me_keeps_the_caller_from_that_operator_only() {
     let app = spawn_app().await;
     let call = app.answered_call("601 234 567", "sw-1", "op-1").await;
-    let reply = end_and_flag(
-        &app,
-        EndAndFlagRequest {
+    let reply = app
+        .end_and_flag(EndAndFlagRequest {
             block: BlockChoice::FromMe.into(),
-            ..report(&call, "op-1")
-        },
-    )
-    .await
-    .unwrap();
+            ..end_and_flag_request(&call, "op-1")
+        })
+        .await
+        .unwrap();
     assert_eq!(reply.actions, ["operator_block"]);
     let r = check_as(&app, CALLER, "op-1").await;
     assert_eq!(
@@ -517,15 +505,13 @@ async fn global_blocks_come_from_a_request_a_high_severity_or_repeated_reports()
     let app = spawn_app().await;
     let a = "+48601000001";
     let call = app.answered_call(a, "sw-1", "op-1").await;
-    let reply = end_and_flag(
-        &app,
-        EndAndFlagRequest {
+    let reply = app
+        .end_and_flag(EndAndFlagRequest {
             block: BlockChoice::GlobalRequest.into(),
-            ..report(&call, "op-1")
-        },
-    )
-    .await
-    .unwrap();
+            ..end_and_flag_request(&call, "op-1")
+        })
+        .await
+        .unwrap();
     assert_eq!(reply.actions, ["global_block"]);
     let r = check_as(&app, a, "").await;
     assert_eq!(
@@ -559,15 +545,13 @@ async fn global_blocks_come_from_a_request_a_high_severity_or_repeated_reports()
     let c = "+48601000003";
     for (i, operator) in ["op-1", "op-2", "op-1", "op-3"].into_iter().enumerate() {
         let call = app.answered_call(c, "sw-1", operator).await;
-        let reply = end_and_flag(
-            &app,
-            EndAndFlagRequest {
+        let reply = app
+            .end_and_flag(EndAndFlagRequest {
                 severity: Severity::Low.into(),
-                ..report(&call, operator)
-            },
-        )
-        .await
-        .unwrap();
+                ..end_and_flag_request(&call, operator)
+            })
+            .await
+            .unwrap();
         let blocked = i == 3;
         assert_eq!(
             reply.actions.contains(&"global_block".to_owned()),
@@ -583,15 +567,13 @@ async fn global_blocks_come_from_a_request_a_high_severity_or_repeated_reports()
 async fn grave_categories_escalate_and_self_harm_never_blocks() {
     let app = spawn_app().await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    let reply = end_and_flag(
-        &app,
-        EndAndFlagRequest {
+    let reply = app
+        .end_and_flag(EndAndFlagRequest {
             category: Category::IdentityProbing.into(),
-            ..report(&call, "op-1")
-        },
-    )
-    .await
-    .unwrap();
+            ..end_and_flag_request(&call, "op-1")
+        })
+        .await
+        .unwrap();
     assert_eq!(reply.actions, ["escalated"]);
     assert_eq!(
         event_kinds(&app, &reply.incident_id).await.last().unwrap(),
@@ -606,18 +588,16 @@ async fn grave_categories_escalate_and_self_harm_never_blocks() {
 
     let caller = "+48601999000";
     let call = app.answered_call(caller, "sw-1", "op-2").await;
-    let reply = end_and_flag(
-        &app,
-        EndAndFlagRequest {
+    let reply = app
+        .end_and_flag(EndAndFlagRequest {
             category: Category::SelfHarmRisk.into(),
             severity: Severity::Critical.into(),
             block: BlockChoice::GlobalRequest.into(),
             debrief: true,
-            ..report(&call, "op-2")
-        },
-    )
-    .await
-    .unwrap();
+            ..end_and_flag_request(&call, "op-2")
+        })
+        .await
+        .unwrap();
     assert_eq!(reply.actions, ["attention"]);
     let kinds = event_kinds(&app, &reply.incident_id).await;
     assert!(
@@ -637,7 +617,9 @@ async fn recent_incidents_warn_the_next_operator_and_fade() {
     let app = spawn_app().await;
     assert_eq!(check_as(&app, CALLER, "").await.recent_flags, 0);
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    app.end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     let r = check_as(&app, CALLER, "").await;
     assert_eq!(
         (r.recent_flags, r.decision(), r.reason.as_str()),
@@ -664,7 +646,10 @@ async fn the_operator_cools_down_after_ending_a_call() {
     };
     assert!(!status("op-1").await.cooling_down);
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    let reply = end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    let reply = app
+        .end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     let s = status("op-1").await;
     assert!(s.cooling_down);
     assert_eq!(s.cooldown_until, reply.cooldown_until);
@@ -754,13 +739,10 @@ async fn the_event_log_is_append_only_and_its_chain_finds_a_changed_row() {
     let app = spawn_app().await;
     for op in ["op-1", "op-2"] {
         let call = app.answered_call(CALLER, "sw-1", op).await;
-        end_and_flag(
-            &app,
-            EndAndFlagRequest {
-                block: BlockChoice::FromMe.into(),
-                ..report(&call, op)
-            },
-        )
+        app.end_and_flag(EndAndFlagRequest {
+            block: BlockChoice::FromMe.into(),
+            ..end_and_flag_request(&call, op)
+        })
         .await
         .unwrap();
     }
@@ -836,7 +818,9 @@ async fn open_streams_do_not_hold_up_shutdown() {
 async fn recent_incident_counts_come_back_after_redis_loses_them() {
     let app = spawn_app().await;
     let call = app.answered_call(CALLER, "sw-1", "op-1").await;
-    end_and_flag(&app, report(&call, "op-1")).await.unwrap();
+    app.end_and_flag(end_and_flag_request(&call, "op-1"))
+        .await
+        .unwrap();
     assert_eq!(check_as(&app, CALLER, "").await.recent_flags, 1);
     app.lose_redis_keys().await;
     eventually("recent_flags restored from Postgres", || async {
