@@ -712,12 +712,10 @@ impl PostgresServer {
         self.dir.join("data").display().to_string()
     }
 
+    /// PostgreSQL refuses to run as root: then its tools run as the `postgres` user.
     fn as_root() -> bool {
-        std::env::var("USER").map(|u| u == "root").unwrap_or(false)
-            || Command::new("id")
-                .arg("-u")
-                .output()
-                .is_ok_and(|o| o.stdout.starts_with(b"0"))
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
     }
 
     fn chown(&self) {
@@ -731,7 +729,8 @@ impl PostgresServer {
         }
     }
 
-    fn run(&self, tool: &str, args: &[&str]) {
+    /// One of PostgreSQL's tools, as the user it must run as.
+    fn tool(&self, tool: &str) -> Command {
         let tool = self.bin.join(tool);
         let mut command = if Self::as_root() {
             let mut c = Command::new("runuser");
@@ -740,15 +739,19 @@ impl PostgresServer {
         } else {
             Command::new(&tool)
         };
-        let out = command
+        command.stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let out = self
+            .tool(tool)
             .args(args)
-            .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(
             out.status.success(),
-            "{} {args:?}: {}{}",
-            tool.display(),
+            "{tool} {args:?}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -796,13 +799,9 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         if self.running {
-            let _ = Command::new(if Self::as_root() { "runuser" } else { "env" })
-                .args(if Self::as_root() {
-                    vec!["-u", "postgres", "--"]
-                } else {
-                    vec![]
-                })
-                .arg(self.bin.join("pg_ctl"))
+            // Not `stop`: a failing assertion in a drop would abort the test run.
+            let _ = self
+                .tool("pg_ctl")
                 .args(["-D", &self.data(), "-m", "immediate", "stop"])
                 .output();
         }

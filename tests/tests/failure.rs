@@ -201,25 +201,19 @@ async fn until_postgres_is_known_down(app: &TestApp) {
     .await;
 }
 
-async fn incidents_by_request(pg_url: &str) -> HashMap<String, Vec<String>> {
-    let pool = sqlx::PgPool::connect(pg_url).await.unwrap();
-    let rows: Vec<(String, String)> =
+/// Every incident's id by the request that made it; `None` while Postgres cannot be read.
+async fn incidents_by_request(pg_url: &str) -> Option<HashMap<String, Vec<String>>> {
+    let pool = sqlx::PgPool::connect(pg_url).await.ok()?;
+    let rows: Result<Vec<(String, String)>, _> =
         sqlx::query_as("SELECT request_id, id::text FROM incidents ORDER BY created_at")
             .fetch_all(&pool)
-            .await
-            .unwrap();
+            .await;
     pool.close().await;
     let mut by_request: HashMap<String, Vec<String>> = HashMap::new();
-    for (request, id) in rows {
+    for (request, id) in rows.ok()? {
         by_request.entry(request).or_default().push(id);
     }
-    by_request
-}
-
-async fn try_incidents_by_request(pg_url: &str) -> Option<HashMap<String, Vec<String>>> {
-    let pool = sqlx::PgPool::connect(pg_url).await.ok()?;
-    pool.close().await;
-    Some(incidents_by_request(pg_url).await)
+    Some(by_request)
 }
 
 fn spool_entries(config: &Config) -> usize {
@@ -279,12 +273,14 @@ async fn reports_taken_while_postgres_is_down_are_recorded_once_when_it_returns(
 
     pg.restart().await;
     eventually("the spooled reports are recorded", || async {
-        try_incidents_by_request(&config.database_url)
+        incidents_by_request(&config.database_url)
             .await
             .is_some_and(|r| r.len() == 2)
     })
     .await;
-    let recorded = incidents_by_request(&config.database_url).await;
+    let recorded = incidents_by_request(&config.database_url)
+        .await
+        .expect("the record reads");
     assert_eq!(
         recorded[&request.request_id],
         std::slice::from_ref(&first.incident_id)
@@ -371,6 +367,7 @@ async fn the_spool_outlives_a_stop_and_is_flushed_on_the_way_out() {
     eventually("the report kept across the restart is recorded", || async {
         incidents_by_request(&config.database_url)
             .await
+            .unwrap_or_default()
             .values()
             .flatten()
             .any(|id| *id == kept.incident_id)
@@ -384,7 +381,9 @@ async fn the_spool_outlives_a_stop_and_is_flushed_on_the_way_out() {
     pg.restart().await;
     app.stop().await.unwrap();
     assert_eq!(spool_entries(&config), 0);
-    let recorded = incidents_by_request(&config.database_url).await;
+    let recorded = incidents_by_request(&config.database_url)
+        .await
+        .expect("the record reads");
     assert!(
         recorded
             .values()
@@ -755,14 +754,18 @@ async fn under_steady_load_no_report_is_lost_and_every_check_is_answered_by_the_
         "every acknowledged report recorded",
         Duration::from_secs(30),
         || async {
-            let recorded = incidents_by_request(&config.database_url).await;
+            let recorded = incidents_by_request(&config.database_url)
+                .await
+                .unwrap_or_default();
             expected
                 .iter()
                 .all(|(r, i)| recorded.get(*r).is_some_and(|ids| *ids == [i.to_string()]))
         },
     )
     .await;
-    let recorded = incidents_by_request(&config.database_url).await;
+    let recorded = incidents_by_request(&config.database_url)
+        .await
+        .expect("the record reads");
     let duplicates: Vec<_> = recorded.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(duplicates.is_empty(), "recorded twice: {duplicates:?}");
     let lost: Vec<_> = expected

@@ -244,11 +244,14 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let token = CancellationToken::new();
+        // When shutdown was asked for: the grace period counts from there.
+        let stop_requested = Arc::new(std::sync::OnceLock::new());
         tokio::spawn({
-            let token = token.clone();
+            let (token, stop_requested) = (token.clone(), stop_requested.clone());
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: draining in-flight calls");
+                let _ = stop_requested.set(tokio::time::Instant::now());
                 token.cancel();
             }
         });
@@ -318,7 +321,6 @@ impl Application {
                 postgres: self.postgres_health.clone(),
             })))
             .add_service(limit!(ConsoleServer::new(ConsoleService {
-                live: self.live.clone(),
                 reports: self.reports.clone(),
                 clock: self.clock.clone(),
                 terminate_announcement: self.config.terminate_announcement.clone(),
@@ -418,19 +420,17 @@ impl Application {
             http?;
             anyhow::Ok(())
         };
-        let stopping = async {
-            token.cancelled().await;
-            tokio::time::Instant::now() + grace
+        // The grace runs from the shutdown request (or, after a failure, from now).
+        let give_up_at = || {
+            stop_requested
+                .get()
+                .copied()
+                .unwrap_or_else(tokio::time::Instant::now)
+                + grace
         };
-        tokio::pin!(stopping);
-        let mut give_up_at = None;
         tokio::select! {
             result = serve => result?,
-            () = async {
-                let at = (&mut stopping).await;
-                give_up_at = Some(at);
-                tokio::time::sleep_until(at).await;
-            } => {
+            () = async { token.cancelled().await; tokio::time::sleep_until(give_up_at()).await } => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "calls still in flight after the grace period; exiting");
             }
         }
@@ -438,8 +438,7 @@ impl Application {
         drainer.await?;
         // Reports taken while in-flight calls finished are recorded now if Postgres can take
         // them, within what is left of the grace; any left stay spooled for the next start.
-        let until = give_up_at.unwrap_or_else(|| tokio::time::Instant::now() + grace);
-        match tokio::time::timeout_at(until, self.reports.drain()).await {
+        match tokio::time::timeout_at(give_up_at(), self.reports.drain()).await {
             Ok(Ok(pass)) if pass.left > 0 => tracing::warn!(
                 left = pass.left,
                 dir = %self.reports.spool.dir().display(),

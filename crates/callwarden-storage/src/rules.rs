@@ -427,45 +427,47 @@ impl RuleBook {
                 (None, vec![None; extra_keys.len()], false)
             }
         };
-        let screened = |rules, source| Screened {
+        let (rules, source) = 'found: {
+            let Some(number) = number else {
+                // A withheld caller: no rule can match.
+                break 'found (Some(Vec::new()), Source::Index);
+            };
+            let key = (number.clone(), scopes.to_vec());
+            if let Some(rules) = found {
+                self.recent.remember(generation, key, &rules);
+                break 'found (Some(rules), Source::Index);
+            }
+            if redis_ok && !self.rebuilding.load(Ordering::Relaxed) {
+                // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
+                let book = self.clone();
+                tokio::spawn(async move { book.rebuild_logged(Utc::now()).await });
+            }
+            if let Some(rules) = self.recent.get(&key) {
+                break 'found (Some(rules), Source::Recent);
+            }
+            metrics::counter!("callwarden_index_fallbacks_total").increment(1);
+            let read = tokio::time::timeout_at(
+                started + budget,
+                self.matches_from_record(number, scopes, now),
+            )
+            .await;
+            match read {
+                Ok(Ok(rules)) => {
+                    self.recent.remember(generation, key, &rules);
+                    (Some(rules), Source::Record)
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "rules unavailable from Postgres too");
+                    (None, Source::Nothing)
+                }
+                Err(_) => (None, Source::Nothing),
+            }
+        };
+        Screened {
             rules,
             source,
-            extras: extras.clone(),
+            extras,
             redis_ok,
-        };
-        let Some(number) = number else {
-            // A withheld caller: no rule can match.
-            return screened(Some(Vec::new()), Source::Index);
-        };
-        let key = (number.clone(), scopes.to_vec());
-        if let Some(rules) = found {
-            self.recent.remember(generation, key, &rules);
-            return screened(Some(rules), Source::Index);
-        }
-        if redis_ok && !self.rebuilding.load(Ordering::Relaxed) {
-            // Redis came back empty (it keeps nothing on disk): rebuild behind this answer.
-            let book = self.clone();
-            tokio::spawn(async move { book.rebuild_logged(Utc::now()).await });
-        }
-        if let Some(rules) = self.recent.get(&key) {
-            return screened(Some(rules), Source::Recent);
-        }
-        metrics::counter!("callwarden_index_fallbacks_total").increment(1);
-        let read = tokio::time::timeout_at(
-            started + budget,
-            self.matches_from_record(number, scopes, now),
-        )
-        .await;
-        match read {
-            Ok(Ok(rules)) => {
-                self.recent.remember(generation, key, &rules);
-                screened(Some(rules), Source::Record)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "rules unavailable from Postgres too");
-                screened(None, Source::Nothing)
-            }
-            Err(_) => screened(None, Source::Nothing),
         }
     }
 

@@ -14,14 +14,13 @@ use callwarden_domain::{
     rule::OperatorId,
 };
 use callwarden_proto::v1::{self as pb, console_server};
-use callwarden_storage::live::{Issued, LiveState};
+use callwarden_storage::live::Issued;
 use chrono::{DateTime, Utc};
 use std::{sync::Arc, time::Instant};
 use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 pub struct ConsoleService {
-    pub live: LiveState,
     /// Where reports are recorded, or spooled while Postgres is away.
     pub reports: Arc<Reports>,
     pub clock: Arc<dyn Clock>,
@@ -43,6 +42,7 @@ impl ConsoleService {
         operator: &OperatorId,
     ) -> Result<LiveCall, ApiError> {
         let call = self
+            .reports
             .live
             .call(call_id)
             .await?
@@ -129,7 +129,7 @@ impl ConsoleService {
             self.terminate_announcement.clone(),
             now,
         );
-        let terminate = match self.live.issue(&call, terminate).await? {
+        let terminate = match self.reports.live.issue(&call, terminate).await? {
             Issued::New(c) | Issued::Existing(c) => c,
             Issued::NoCall => {
                 return Err(ApiError::NotFound(format!(
@@ -140,6 +140,7 @@ impl ConsoleService {
         };
         metrics::histogram!("callwarden_button_to_command_seconds").record(started.elapsed());
         let cooldown_until = self
+            .reports
             .live
             .set_cooldown(report.operator.as_str(), now + self.reports.policy.cooldown)
             .await?;
@@ -306,6 +307,7 @@ impl console_server::Console for ConsoleService {
             self.clock.now(),
         );
         match self
+            .reports
             .live
             .issue(&call, command)
             .await
@@ -335,6 +337,7 @@ impl console_server::Console for ConsoleService {
     ) -> Result<Response<pb::GetOperatorStatusResponse>, Status> {
         let op = operator(&operator_bound!(request)?.operator_id)?;
         let until = self
+            .reports
             .live
             .cooldown(op.as_str(), self.clock.now())
             .await

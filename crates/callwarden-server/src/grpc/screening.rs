@@ -73,26 +73,19 @@ impl ScreeningService {
     /// The call history in Postgres serves reports after a call (ReportPastCall); the call
     /// itself lives in Redis. A switch reporting an answer or an end while Postgres is away is
     /// not refused or held up for it: the call goes on, and only that entry of the history is
-    /// missing.
-    fn history_writable(&self) -> bool {
-        let up = self.postgres.is_up();
-        if !up {
-            metrics::counter!("callwarden_call_history_missed_total").increment(1);
-        }
-        up
-    }
-
-    fn history(&self, written: Result<(), callwarden_storage::StorageError>) {
-        match written {
-            Ok(()) => {}
-            Err(e) => {
-                if e.is_postgres_unavailable() {
-                    self.postgres.failed();
-                }
-                metrics::counter!("callwarden_call_history_missed_total").increment(1);
-                tracing::warn!(error = %e, "could not keep the call in the operators' history");
+    /// missing. `write` is not started while Postgres is known to be down.
+    async fn keep_history(
+        &self,
+        write: impl Future<Output = Result<(), callwarden_storage::StorageError>>,
+    ) {
+        if self.postgres.is_up() {
+            let Err(e) = write.await else { return };
+            if e.is_postgres_unavailable() {
+                self.postgres.failed();
             }
+            tracing::warn!(error = %e, "could not keep the call in the operators' history");
         }
+        metrics::counter!("callwarden_call_history_missed_total").increment(1);
     }
 
     async fn check(&self, req: pb::CheckCallRequest) -> Result<pb::CheckCallResponse, ApiError> {
@@ -212,9 +205,8 @@ impl ScreeningService {
                     .await
                     .map_err(ApiError::from)?
                     .ok_or_else(not_live)?;
-                if self.history_writable() {
-                    self.history(self.incidents.record_answered(&call).await);
-                }
+                self.keep_history(self.incidents.record_answered(&call))
+                    .await;
             }
             Ok(pb::CallEventKind::Ended) => {
                 self.live
@@ -222,9 +214,8 @@ impl ScreeningService {
                     .await
                     .map_err(ApiError::from)?
                     .ok_or_else(not_live)?;
-                if self.history_writable() {
-                    self.history(self.incidents.record_ended(&req.call_id, now).await);
-                }
+                self.keep_history(self.incidents.record_ended(&req.call_id, now))
+                    .await;
             }
             _ => {
                 return Err(ApiError::invalid(
