@@ -1,7 +1,7 @@
 //! The incident report handed over to management, lawyers or the police: one model, rendered
 //! as JSON (serde) or Markdown, so both formats always say the same thing.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write;
@@ -126,97 +126,150 @@ impl IncidentReport {
         serde_json::to_string_pretty(self).expect("a report serialises")
     }
 
-    pub fn to_markdown(&self) -> String {
+    /// The report for people, in the language of `words`. Codes (category, outcome, event
+    /// kinds) keep their code beside their name, so the document still matches the JSON.
+    pub fn to_markdown(&self, words: &dyn Words) -> String {
         let i = &self.incident;
         let w = &self.what_happened;
         let r = &self.review;
+        let say = |id: &str| words.say(id, &[]);
+        let named = |kind: &str, code: &str| format!("{} ({code})", words.name(kind, code));
+        let time = |t: DateTime<Utc>| words.time(t);
+        let dash = || "—".to_owned();
         let mut md = String::new();
         let mut line = |s: String| {
             md.push_str(&s);
             md.push('\n');
         };
-        line(format!("# Incident report {}", i.id));
-        line(String::new());
         line(format!(
-            "Generated {} ({REPORT_FORMAT}).",
-            time(self.generated_at)
+            "# {}",
+            words.say("report-title", &[("id", i.id.clone())])
         ));
         line(String::new());
-        line("## Incident".into());
+        line(words.say(
+            "report-generated",
+            &[
+                ("at", time(self.generated_at)),
+                ("format", REPORT_FORMAT.to_owned()),
+            ],
+        ));
         line(String::new());
-        line("| Field | Value |".into());
+        line(format!("## {}", say("report-section-incident")));
+        line(String::new());
+        line(format!(
+            "| {} | {} |",
+            say("report-column-field"),
+            say("report-column-value")
+        ));
         line("| --- | --- |".into());
         for (k, v) in [
-            ("Status", i.status.clone()),
-            ("Reported at", time(i.reported_at)),
-            ("Decision due", time(i.deadline)),
-            ("Line", i.line.clone()),
+            ("report-status", named("status", &i.status)),
+            ("report-reported-at", time(i.reported_at)),
+            ("report-deadline", time(i.deadline)),
+            ("report-line", i.line.clone()),
             (
-                "Caller",
-                i.caller.clone().unwrap_or_else(|| "withheld".into()),
+                "report-caller",
+                i.caller
+                    .clone()
+                    .unwrap_or_else(|| say("report-caller-withheld")),
             ),
-            ("Call", format!("{} (switch {})", i.call_id, i.switch_id)),
             (
-                "Reporter",
+                "report-call",
+                words.say(
+                    "report-call-value",
+                    &[("call", i.call_id.clone()), ("switch", i.switch_id.clone())],
+                ),
+            ),
+            (
+                "report-reporter",
                 if i.reporter_sealed {
-                    format!("{} (sealed)", i.reporter)
+                    words.say(
+                        "report-reporter-sealed",
+                        &[("reporter", i.reporter.clone())],
+                    )
                 } else {
                     i.reporter.clone()
                 },
             ),
-            ("Source", i.source.clone()),
+            ("report-source", named("source", &i.source)),
         ] {
-            line(format!("| {k} | {} |", cell(&v)));
+            line(format!("| {} | {} |", say(k), cell(&v)));
         }
         line(String::new());
-        line("## What happened".into());
+        line(format!("## {}", say("report-section-what")));
         line(String::new());
-        line(format!("- Category: {}", w.category));
-        line(format!("- Severity: {}", w.severity));
-        line(format!("- Block requested: {}", w.block_requested));
-        line(format!(
-            "- Debrief requested: {}",
-            if w.debrief_requested { "yes" } else { "no" }
-        ));
+        let yes_no = |b: bool| say(if b { "report-yes" } else { "report-no" });
+        for (k, v) in [
+            ("report-category", named("category", &w.category)),
+            ("report-severity", named("severity", &w.severity)),
+            ("report-block-requested", named("block", &w.block_requested)),
+            ("report-debrief-requested", yes_no(w.debrief_requested)),
+        ] {
+            line(format!("- {}: {v}", say(k)));
+        }
         line(String::new());
-        line("The words reported:".into());
+        line(say("report-words-reported"));
         line(String::new());
-        line(quote(&w.note));
+        line(quote(&w.note, &say("report-empty")));
         line(String::new());
-        line("## Actions taken".into());
+        line(format!("## {}", say("report-section-actions")));
         line(String::new());
         if self.actions.is_empty() {
-            line("None.".into());
+            line(say("report-none"));
         }
         for a in &self.actions {
             line(format!(
-                "- {} {} by {}: {}",
-                time(a.at),
-                a.kind,
-                a.actor,
-                inline(&a.details)
+                "- {}",
+                words.say(
+                    "report-action",
+                    &[
+                        ("at", time(a.at)),
+                        ("kind", named("event", &a.kind)),
+                        ("actor", a.actor.clone()),
+                        ("details", inline(&a.details)),
+                    ],
+                )
             ));
         }
         line(String::new());
-        line("## Statements".into());
+        line(format!("## {}", say("report-section-statements")));
         line(String::new());
         if self.statements.is_empty() {
-            line("None.".into());
+            line(say("report-none"));
         }
         for s in &self.statements {
-            line(format!("- {} — {} ({}):", time(s.at), s.author, s.role));
+            line(format!(
+                "- {}",
+                words.say(
+                    "report-statement",
+                    &[
+                        ("at", time(s.at)),
+                        ("author", s.author.clone()),
+                        ("role", named("role", &s.role)),
+                    ],
+                )
+            ));
             line(String::new());
-            line(quote(&s.text));
+            line(quote(&s.text, &say("report-empty")));
             line(String::new());
         }
         line(String::new());
-        line("## Evidence".into());
+        line(format!("## {}", say("report-section-evidence")));
         line(String::new());
         if self.evidence.is_empty() {
-            line("None.".into());
+            line(say("report-none"));
         } else {
-            line("| Id | URI | SHA-256 | Duration (s) | Description | Attached by | Attached at | Captured at |".into());
-            line("| --- | --- | --- | --- | --- | --- | --- | --- |".into());
+            let columns = [
+                "report-column-id",
+                "report-column-uri",
+                "report-column-sha256",
+                "report-column-duration",
+                "report-column-description",
+                "report-column-attached-by",
+                "report-column-attached-at",
+                "report-column-captured-at",
+            ];
+            line(table_header(&columns.map(say)));
             for e in &self.evidence {
                 line(format!(
                     "| {} | {} | `{}` | {} | {} | {} | {} | {} |",
@@ -232,69 +285,119 @@ impl IncidentReport {
             }
         }
         line(String::new());
-        line("## Review and outcome".into());
+        line(format!("## {}", say("report-section-review")));
         line(String::new());
-        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(dash);
         line(format!(
-            "- Acknowledged: {} by {}",
-            r.acknowledged_at.map(time).unwrap_or_else(|| "—".into()),
-            opt(&r.acknowledged_by)
+            "- {}",
+            words.say(
+                "report-acknowledged",
+                &[
+                    ("at", r.acknowledged_at.map(time).unwrap_or_else(dash)),
+                    ("who", opt(&r.acknowledged_by)),
+                ],
+            )
         ));
         line(format!(
-            "- Closed: {} by {}",
-            r.closed_at.map(time).unwrap_or_else(|| "—".into()),
-            opt(&r.closed_by)
+            "- {}",
+            words.say(
+                "report-closed",
+                &[
+                    ("at", r.closed_at.map(time).unwrap_or_else(dash)),
+                    ("who", opt(&r.closed_by)),
+                ],
+            )
         ));
-        line(format!("- Outcome: {}", opt(&r.outcome)));
+        let outcome = r
+            .outcome
+            .as_deref()
+            .map_or_else(dash, |o| named("outcome", o));
+        line(format!(
+            "- {}",
+            words.say("report-outcome", &[("outcome", outcome)])
+        ));
         if r.authority.is_some() || r.reference.is_some() {
             line(format!(
-                "- Referred to: {}, reference {}",
-                opt(&r.authority),
-                opt(&r.reference)
+                "- {}",
+                words.say(
+                    "report-referred",
+                    &[
+                        ("authority", opt(&r.authority)),
+                        ("reference", opt(&r.reference)),
+                    ],
+                )
             ));
         }
         if let Some(rule) = &r.block_rule_id {
-            line(format!("- Block rule: {rule}"));
+            line(format!(
+                "- {}",
+                words.say("report-block-rule", &[("rule", rule.clone())])
+            ));
         }
         if let Some(note) = &r.note {
             line(String::new());
-            line(quote(note));
+            line(quote(note, &say("report-empty")));
         }
         line(String::new());
-        line("## Timeline".into());
+        line(format!("## {}", say("report-section-timeline")));
         line(String::new());
-        line("| # | At | Actor | Event | Details | Hash |".into());
-        line("| --- | --- | --- | --- | --- | --- |".into());
+        let columns = [
+            "report-column-seq",
+            "report-column-at",
+            "report-column-actor",
+            "report-column-event",
+            "report-column-details",
+            "report-column-hash",
+        ];
+        line(table_header(&columns.map(say)));
         for e in &self.timeline {
             line(format!(
                 "| {} | {} | {} | {} | {} | `{}` |",
                 e.seq,
                 time(e.at),
                 cell(&e.actor),
-                e.kind,
+                cell(&named("event", &e.kind)),
                 cell(&inline(&e.details)),
                 e.hash
             ));
         }
         line(String::new());
-        line("## Seal".into());
+        line(format!("## {}", say("report-section-seal")));
         line(String::new());
-        line(format!(
-            "{} events; chain hash `{}`; chain {}.",
-            self.seal.events,
-            self.seal.chain_hash,
+        line(words.say(
             if self.seal.chain_verified {
-                "verified"
+                "report-seal-verified"
             } else {
-                "DOES NOT VERIFY"
-            }
+                "report-seal-broken"
+            },
+            &[
+                ("events", self.seal.events.to_string()),
+                ("hash", self.seal.chain_hash.clone()),
+            ],
         ));
         md
     }
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+/// The words of a report in one language. The catalogues live outside the domain (the server
+/// keeps one per language); the report only says which message it needs.
+pub trait Words {
+    /// The message `id` (e.g. `report-title`) with its arguments filled in.
+    fn say(&self, id: &str, args: &[(&str, String)]) -> String;
+    /// The name of a code in a group: `status`, `category`, `severity`, `outcome`, `event`,
+    /// `block`, `source`, `role`.
+    fn name(&self, group: &str, code: &str) -> String;
+    /// A time as readers of this language, in their time zone, write it.
+    fn time(&self, t: DateTime<Utc>) -> String;
+}
+
+/// A table's header row and its separator.
+fn table_header(columns: &[String]) -> String {
+    format!(
+        "| {} |\n|{}",
+        columns.join(" | "),
+        " --- |".repeat(columns.len())
+    )
 }
 
 /// A value on one table line: pipes escaped, line breaks as spaces.
@@ -303,9 +406,9 @@ fn cell(s: &str) -> String {
 }
 
 /// Free text as a block quote, line by line, so it cannot break the document's structure.
-fn quote(s: &str) -> String {
+fn quote(s: &str, empty: &str) -> String {
     if s.is_empty() {
-        return "> (empty)".into();
+        return format!("> {empty}");
     }
     s.lines().fold(String::new(), |mut out, l| {
         if !out.is_empty() {
@@ -418,19 +521,39 @@ mod tests {
         assert_eq!(json["review"]["reference"], "RSD-123/26");
         assert_eq!(json["evidence"][0]["sha256"], "ab".repeat(32));
         assert_eq!(json["seal"]["chain_hash"], format!("{:064x}", 2));
-        let md = r.to_markdown();
+        let md = r.to_markdown(&Ids);
         for fact in [
             "+48601234567",
             "RSD-123/26",
             &"ab".repeat(32),
             &format!("{:064x}", 2),
-            "sealed-0123456789abcdef (sealed)",
-            "threat_or_violence",
+            "report-reporter-sealed(reporter=sealed-0123456789abcdef)",
+            "category:threat_or_violence (threat_or_violence)",
         ] {
             assert!(md.contains(fact), "{fact} missing from\n{md}");
         }
         // Free text cannot break the table or the headings.
         assert!(md.contains("> He said | he knows\n> where I live"));
-        assert!(md.contains("chain verified."));
+        assert!(md.contains("report-seal-verified(events=2"));
+        assert!(!md.contains("report-seal-broken"));
+    }
+
+    /// Words that show which message and which name the report asked for.
+    struct Ids;
+
+    impl Words for Ids {
+        fn say(&self, id: &str, args: &[(&str, String)]) -> String {
+            if args.is_empty() {
+                return id.to_owned();
+            }
+            let args: Vec<String> = args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("{id}({})", args.join(", "))
+        }
+        fn name(&self, group: &str, code: &str) -> String {
+            format!("{group}:{code}")
+        }
+        fn time(&self, t: DateTime<Utc>) -> String {
+            t.to_rfc3339()
+        }
     }
 }

@@ -78,3 +78,11 @@ where
         pass().await;
     }
 }
+
+/// What a request that needs the record hears while Postgres is away: `what` names the part
+/// of the service (the gRPC services and the desk say it the same way).
+pub fn postgres_unavailable(what: &str) -> tonic::Status {
+    tonic::Status::unavailable(format!(
+        "Postgres, the record, is unavailable: {what} cannot answer until it is back; retry shortly"
+    ))
+}

@@ -4,12 +4,14 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod desk;
 pub mod error;
 pub mod feed;
 pub mod grpc;
 pub mod health;
 pub mod http;
 pub mod hub;
+pub mod i18n;
 pub mod memo;
 pub mod reports;
 pub mod startup;

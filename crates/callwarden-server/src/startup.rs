@@ -6,6 +6,7 @@ use crate::{
     auth::{AuthLayer, Authenticator, StreamSlots},
     clock::{Clock, SystemClock},
     config::{Config, ConfigError, RetentionConfig},
+    desk::{self, Desk},
     feed::IncidentFeed,
     grpc::{
         blocklist::BlockListService, console::ConsoleService, review::ReviewService,
@@ -14,6 +15,7 @@ use crate::{
     health::{PostgresHealth, periodically},
     http::{self, HttpState},
     hub::CommandHub,
+    i18n::Catalogues,
     memo::Memo,
     reports::Reports,
     telemetry,
@@ -30,6 +32,7 @@ use callwarden_storage::{
     incidents::{EventDraft, IncidentStore},
     live::LiveState,
     postgres,
+    preferences::PreferenceStore,
     review::{Plan, RowChange},
 };
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -294,6 +297,35 @@ impl Application {
                     .max_encoding_message_size(MAX_REPLY_BYTES)
             };
         }
+        // One instance of each service answers gRPC and the review desk alike.
+        let catalogues = Catalogues::load();
+        let review = Arc::new(ReviewService {
+            incidents: self.incidents.clone(),
+            lines: self.lines.clone(),
+            deadlines: self.deadlines,
+            clock: self.clock.clone(),
+            feed: changes,
+            shutdown: token.clone(),
+            streams: streams.clone(),
+            catalogues: catalogues.clone(),
+        });
+        let blocklist = Arc::new(BlockListService {
+            rules: self.rules.clone(),
+            lines: self.lines.clone(),
+            clock: self.clock.clone(),
+            max_import: self.config.max_import_rules.max(1),
+        });
+        let desk = Arc::new(Desk::new(
+            review.clone(),
+            blocklist.clone(),
+            self.auth.clone(),
+            self.postgres_health.clone(),
+            PreferenceStore::new(self.pg.clone()),
+            catalogues,
+            self.clock.clone(),
+            self.config.privacy.secret()?,
+            self.tls.is_some(),
+        ));
         let mut grpc = tonic::transport::Server::builder();
         if let Some(tls) = &self.tls {
             grpc = grpc.tls_config(tls.grpc.clone())?;
@@ -327,24 +359,11 @@ impl Application {
                 warning_announcement: self.config.warning_announcement.clone(),
             })))
             .add_service(InterceptedService::new(
-                limit!(ReviewServer::new(ReviewService {
-                    incidents: self.incidents.clone(),
-                    lines: self.lines.clone(),
-                    deadlines: self.deadlines,
-                    clock: self.clock.clone(),
-                    feed: changes,
-                    shutdown: token.clone(),
-                    streams: streams.clone(),
-                })),
+                limit!(ReviewServer::from_arc(review.clone())),
                 needs_postgres(self.postgres_health.clone(), "supervisors' review"),
             ))
             .add_service(InterceptedService::new(
-                limit!(BlockListServer::new(BlockListService {
-                    rules: self.rules.clone(),
-                    lines: self.lines.clone(),
-                    clock: self.clock.clone(),
-                    max_import: self.config.max_import_rules.max(1),
-                })),
+                limit!(BlockListServer::from_arc(blocklist.clone())),
                 needs_postgres(self.postgres_health.clone(), "the block list"),
             ))
             .serve_with_incoming_shutdown(
@@ -357,7 +376,8 @@ impl Application {
             redis: self.redis.clone(),
             metrics: self.metrics,
             shutdown: token.clone(),
-        });
+        })
+        .merge(desk::router(desk));
         let http: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
             match &self.tls {
                 Some(tls) => Box::pin(
@@ -663,10 +683,7 @@ fn needs_postgres(
         if health.is_up() {
             Ok(request)
         } else {
-            Err(tonic::Status::unavailable(format!(
-                "Postgres, the record, is unavailable: {what} cannot answer until it is back; \
-                 retry shortly"
-            )))
+            Err(crate::health::postgres_unavailable(what))
         }
     }
 }

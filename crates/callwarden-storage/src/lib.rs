@@ -9,6 +9,7 @@ pub mod incidents;
 mod index;
 pub mod live;
 pub mod postgres;
+pub mod preferences;
 pub mod privacy;
 mod recent;
 pub mod retention;

@@ -418,6 +418,18 @@ pub struct Stats {
     pub top_callers: Vec<(String, u64, u64)>,
 }
 
+/// Incidents per day (`YYYY-MM-DD` in the asked time zone), for charts over time. Days without
+/// incidents are absent; the caller fills the calendar.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DailyStats {
+    /// (day, category, count).
+    pub by_category: Vec<(String, String, u64)>,
+    /// (day, severity, count).
+    pub by_severity: Vec<(String, String, u64)>,
+    /// (day, median seconds from creation to acknowledgement).
+    pub acknowledge_p50: Vec<(String, f64)>,
+}
+
 impl IncidentStore {
     pub async fn incident(&self, id: Uuid) -> Result<IncidentRecord, StorageError> {
         let row: Option<IncidentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -546,8 +558,44 @@ impl IncidentStore {
         Ok(out)
     }
 
+    /// How many incidents match `filter` in each status, whatever statuses it asks for: a
+    /// queue's counters. Every status is present, zeros included.
+    pub async fn count_by_status(
+        &self,
+        filter: &IncidentFilter,
+        as_of: DateTime<Utc>,
+    ) -> Result<Vec<(String, u64)>, StorageError> {
+        let every = IncidentFilter {
+            statuses: IncidentStatus::ALL.to_vec(),
+            ..filter.clone()
+        };
+        let mut q = self.selected("status, count(*)", &every, as_of);
+        q.push(" GROUP BY status");
+        let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&self.pg).await?;
+        Ok(IncidentStatus::ALL
+            .iter()
+            .map(|s| {
+                let n = rows
+                    .iter()
+                    .find(|(k, _)| k == s.as_str())
+                    .map_or(0, |r| r.1);
+                (s.as_str().to_owned(), n as u64)
+            })
+            .collect())
+    }
+
     fn filtered(&self, f: &IncidentFilter, as_of: DateTime<Utc>) -> QueryBuilder<Postgres> {
-        let mut q = QueryBuilder::new(format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE "));
+        self.selected(INCIDENT_COLUMNS, f, as_of)
+    }
+
+    /// `SELECT <columns> FROM incidents WHERE <the filter>`.
+    fn selected(
+        &self,
+        columns: &str,
+        f: &IncidentFilter,
+        as_of: DateTime<Utc>,
+    ) -> QueryBuilder<Postgres> {
+        let mut q = QueryBuilder::new(format!("SELECT {columns} FROM incidents WHERE "));
         // Literals, not parameters: the planner then matches the partial queue indexes.
         let statuses: &[IncidentStatus] = if f.statuses.is_empty() {
             &IncidentStatus::ACTIVE
@@ -870,7 +918,7 @@ impl IncidentStore {
         .fetch_all(&self.pg)
         .await?;
         Ok(Stats {
-            total: by_status.iter().map(|(_, n)| n).sum(),
+            total: by_status.iter().map(|(_, n)| n).sum::<u64>(),
             by_category,
             by_severity,
             by_outcome,
@@ -881,6 +929,52 @@ impl IncidentStore {
                 .into_iter()
                 .map(|(c, n, r)| (c, n as u64, r as u64))
                 .collect(),
+        })
+    }
+}
+
+impl IncidentStore {
+    /// Incidents created in [from, to) per day in `time_zone` (an IANA name the caller
+    /// checked), by category and by severity, with each day's median time to acknowledge.
+    pub async fn daily_stats(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        time_zone: &str,
+    ) -> Result<DailyStats, StorageError> {
+        const DAY: &str = "to_char(created_at AT TIME ZONE $3, 'YYYY-MM-DD')";
+        let counts = |column: &'static str| {
+            sqlx::query_as::<_, (String, String, i64)>(sqlx::AssertSqlSafe(format!(
+                "SELECT {DAY}, {column}, count(*) FROM incidents \
+                 WHERE created_at >= $1 AND created_at < $2 GROUP BY 1, 2 ORDER BY 1, 2"
+            )))
+            .bind(from)
+            .bind(to)
+            .bind(time_zone)
+            .fetch_all(&self.pg)
+        };
+        let unsigned = |v: Vec<(String, String, i64)>| {
+            v.into_iter()
+                .map(|(d, k, n)| (d, k, n as u64))
+                .collect::<Vec<_>>()
+        };
+        let by_category = unsigned(counts("category").await?);
+        let by_severity = unsigned(counts("severity").await?);
+        let acknowledge_p50: Vec<(String, f64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT {DAY}, percentile_cont(0.5) WITHIN GROUP \
+               (ORDER BY extract(epoch FROM acknowledged_at - created_at)::float8) \
+             FROM incidents WHERE created_at >= $1 AND created_at < $2 \
+               AND acknowledged_at IS NOT NULL GROUP BY 1 ORDER BY 1"
+        )))
+        .bind(from)
+        .bind(to)
+        .bind(time_zone)
+        .fetch_all(&self.pg)
+        .await?;
+        Ok(DailyStats {
+            by_category,
+            by_severity,
+            acknowledge_p50,
         })
     }
 }

@@ -2,7 +2,12 @@
 
 use super::convert;
 use crate::{auth, clock::Clock, error::ApiError};
-use callwarden_domain::{line::LineDirectory, rule::RuleId};
+use callwarden_domain::{
+    decision::decide,
+    line::LineDirectory,
+    phone::CallerId,
+    rule::{OperatorId, RuleId, RuleMatch, Scope},
+};
 use callwarden_proto::v1::{self as pb, block_list_server};
 use callwarden_storage::{RuleBook, RuleFilter};
 use std::sync::Arc;
@@ -74,6 +79,74 @@ impl BlockListService {
         let imported = import.commit().await.map_err(ApiError::from)?;
         tracing::info!(imported, "rules imported");
         Ok(imported)
+    }
+
+    /// The decision CheckCall would reach for `number` on `line`, from the record: the same
+    /// parsing, scopes and precedence (`decide`), without Redis and without registering a call.
+    /// Recent incidents are not counted, so a notice for them never shows here.
+    async fn explain(
+        &self,
+        req: pb::ExplainNumberRequest,
+    ) -> Result<pb::ExplainNumberResponse, ApiError> {
+        let region = self.lines.default_policy().region;
+        let line = (!req.line.trim().is_empty())
+            .then(|| convert::line(&req.line, region))
+            .transpose()?;
+        let policy = line
+            .as_ref()
+            .map_or(self.lines.default_policy(), |l| self.lines.policy(l));
+        let caller = CallerId::parse(&req.number, policy.region)
+            .map_err(|e| ApiError::invalid("number", e))?;
+        let Some(number) = caller.number() else {
+            return Err(ApiError::invalid(
+                "number",
+                format!("{:?} is a withheld caller id, not a number", req.number),
+            ));
+        };
+        let operator = (!req.operator_id.is_empty())
+            .then(|| {
+                OperatorId::parse(&req.operator_id).map_err(|e| ApiError::invalid("operator_id", e))
+            })
+            .transpose()?;
+        let now = self.clock.now();
+        let scopes = match &line {
+            Some(line) => Scope::candidates(line, operator.as_ref()),
+            None => std::iter::once(Scope::Global)
+                .chain(operator.map(Scope::Operator))
+                .collect(),
+        };
+        let mut rules = self.rules.active_for(number, now).await?;
+        let as_match = |r: &callwarden_domain::rule::Rule| RuleMatch {
+            id: r.id,
+            pattern: r.pattern.clone(),
+            scope: r.scope.clone(),
+            effect: r.effect,
+            expires_at: r.expires_at,
+        };
+        rules.sort_by_key(|r| std::cmp::Reverse(as_match(r).precedence()));
+        let in_scope: Vec<RuleMatch> = rules
+            .iter()
+            .filter(|r| scopes.contains(&r.scope))
+            .map(as_match)
+            .collect();
+        let verdict = decide(policy, &caller, &in_scope, 0, now);
+        let deciding = verdict
+            .rule
+            .as_ref()
+            .and_then(|m| rules.iter().find(|r| r.id == m.id));
+        Ok(pb::ExplainNumberResponse {
+            caller_e164: number.to_string(),
+            decision: convert::decision_to_wire(verdict.decision).into(),
+            reason: verdict.reason.as_str().into(),
+            deciding_rule: deciding.map(convert::rule_to_wire),
+            rules: rules
+                .iter()
+                .map(|r| pb::ApplicableRule {
+                    rule: Some(convert::rule_to_wire(r)),
+                    in_scope: scopes.contains(&r.scope),
+                })
+                .collect(),
+        })
     }
 
     fn filter(&self, req: &pb::ListRulesRequest) -> Result<RuleFilter, ApiError> {
@@ -179,5 +252,12 @@ impl block_list_server::BlockList for BlockListService {
             rules: page.rules.iter().map(convert::rule_to_wire).collect(),
             next_page_token: page.next_after.map(|id| id.to_string()).unwrap_or_default(),
         }))
+    }
+
+    async fn explain_number(
+        &self,
+        request: Request<pb::ExplainNumberRequest>,
+    ) -> Result<Response<pb::ExplainNumberResponse>, Status> {
+        Ok(Response::new(self.explain(request.into_inner()).await?))
     }
 }

@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use callwarden_domain::{
+    decision::Decision,
     incident::{BlockChoice, Category, Severity},
     line::{LineDirectory, LineId},
     phone::Region,
@@ -324,5 +325,13 @@ pub fn rule_to_wire(rule: &Rule) -> pb::Rule {
         expires_at: rule.expires_at.map(timestamp),
         removed_at: rule.removed_at.map(timestamp),
         removed_by: rule.removed_by.clone().unwrap_or_default(),
+    }
+}
+
+pub fn decision_to_wire(decision: Decision) -> pb::Decision {
+    match decision {
+        Decision::Allow => pb::Decision::Allow,
+        Decision::AllowWithNotice => pb::Decision::AllowWithNotice,
+        Decision::Reject => pb::Decision::Reject,
     }
 }

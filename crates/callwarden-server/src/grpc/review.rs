@@ -3,7 +3,13 @@
 //! (`review::transition`) and every change is one transaction in the store.
 
 use super::convert;
-use crate::{auth, clock::Clock, error::ApiError, feed::IncidentFeed};
+use crate::{
+    auth,
+    clock::Clock,
+    error::ApiError,
+    feed::IncidentFeed,
+    i18n::{Catalogues, Lang, Speaker},
+};
 use callwarden_domain::{
     line::LineDirectory,
     phone::E164,
@@ -61,6 +67,8 @@ pub struct ReviewService {
     pub shutdown: CancellationToken,
     /// Caps the change streams each supervisor holds.
     pub streams: auth::StreamSlots,
+    /// The languages a Markdown report can be written in.
+    pub catalogues: Arc<Catalogues>,
 }
 
 fn incident_id(value: &str) -> Result<Uuid, ApiError> {
@@ -470,11 +478,22 @@ impl ReviewService {
         } else {
             String::new()
         };
+        let status_counts = if req.with_status_counts {
+            self.incidents
+                .count_by_status(&filter, as_of)
+                .await?
+                .into_iter()
+                .map(|(key, count)| pb::Count { key, count })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ids: Vec<Uuid> = records.iter().map(|r| r.id).collect();
         self.audit(who, "ListIncidents", &ids).await?;
         Ok(pb::ListIncidentsResponse {
             incidents: records.iter().map(|r| incident_to_wire(r, as_of)).collect(),
             next_page_token,
+            status_counts,
         })
     }
 
@@ -685,6 +704,14 @@ impl ReviewService {
         let format = pb::ExportFormat::try_from(req.format).map_err(|_| {
             ApiError::invalid("format", format!("{} is not an ExportFormat", req.format))
         })?;
+        let lang = match req.locale.as_str() {
+            "" => Lang::En,
+            tag => tag
+                .parse::<Lang>()
+                .map_err(|e| ApiError::invalid("locale", e))?,
+        };
+        let zone = time_zone_or_utc("time_zone", &req.time_zone)?;
+        let words = Speaker::new(self.catalogues.clone(), lang, zone);
         let now = self.clock.now();
         let record = self.incidents.incident(id).await?;
         let events = self.incidents.events(id).await?;
@@ -694,9 +721,11 @@ impl ReviewService {
             pb::ExportFormat::Unspecified | pb::ExportFormat::Json => {
                 ("application/json", report.to_json(), "json")
             }
-            pb::ExportFormat::Markdown => {
-                ("text/markdown; charset=utf-8", report.to_markdown(), "md")
-            }
+            pb::ExportFormat::Markdown => (
+                "text/markdown; charset=utf-8",
+                report.to_markdown(&words),
+                "md",
+            ),
         };
         Ok(pb::ExportIncidentResponse {
             content_type: content_type.into(),
@@ -722,7 +751,9 @@ impl ReviewService {
                 ));
             }
         };
+        let zone = time_zone_or_utc("time_zone", &req.time_zone)?;
         let s = self.incidents.stats(from, to, top.into()).await?;
+        let daily = self.incidents.daily_stats(from, to, zone.name()).await?;
         let counts = |v: Vec<(String, u64)>| {
             v.into_iter()
                 .map(|(key, count)| pb::Count { key, count })
@@ -754,11 +785,63 @@ impl ReviewService {
                     reporters,
                 })
                 .collect(),
+            by_day: calendar(from, to, zone, daily),
         })
     }
 }
 
 /// The hand-over document of one incident, sealed like every other view.
+/// A time zone named in a request; empty is UTC.
+fn time_zone_or_utc(field: &str, name: &str) -> Result<chrono_tz::Tz, ApiError> {
+    if name.is_empty() {
+        return Ok(chrono_tz::UTC);
+    }
+    crate::i18n::time_zone(name).map_err(|e| ApiError::invalid(field, e))
+}
+
+/// Every day of [from, to) in `zone`, with that day's figures (zeros for a quiet day).
+fn calendar(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+    daily: callwarden_storage::review::DailyStats,
+) -> Vec<pb::DayCount> {
+    let (first, last) = (
+        from.with_timezone(&zone).date_naive(),
+        (to - Duration::nanoseconds(1))
+            .with_timezone(&zone)
+            .date_naive(),
+    );
+    first
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .map(|d| {
+            let day = d.format("%Y-%m-%d").to_string();
+            let counts = |rows: &[(String, String, u64)]| -> Vec<pb::Count> {
+                rows.iter()
+                    .filter(|(dd, _, _)| *dd == day)
+                    .map(|(_, key, count)| pb::Count {
+                        key: key.clone(),
+                        count: *count,
+                    })
+                    .collect()
+            };
+            let by_category = counts(&daily.by_category);
+            pb::DayCount {
+                total: by_category.iter().map(|c| c.count).sum(),
+                by_severity: counts(&daily.by_severity),
+                by_category,
+                acknowledge_p50_seconds: daily
+                    .acknowledge_p50
+                    .iter()
+                    .find(|(dd, _)| *dd == day)
+                    .map_or(0.0, |(_, p)| *p),
+                day,
+            }
+        })
+        .collect()
+}
+
 fn report(record: &IncidentRecord, events: &[EventRecord], now: DateTime<Utc>) -> IncidentReport {
     let view = View::of(record);
     let event = |e: &EventRecord| ReportEvent {

@@ -11,7 +11,7 @@ use crate::{
 };
 use callwarden_domain::{
     call::{Command, CommandKind, LiveCall},
-    decision::{Decision, decide, decide_without_rules},
+    decision::{decide, decide_without_rules},
     line::{LineDirectory, LineId},
     phone::CallerId,
     rule::{OperatorId, Scope},
@@ -159,11 +159,7 @@ impl ScreeningService {
             reason = verdict.reason.as_str(),
             "call checked"
         );
-        let decision = match verdict.decision {
-            Decision::Allow => pb::Decision::Allow,
-            Decision::AllowWithNotice => pb::Decision::AllowWithNotice,
-            Decision::Reject => pb::Decision::Reject,
-        };
+        let decision = convert::decision_to_wire(verdict.decision);
         metrics::counter!(
             "callwarden_checks_total",
             "decision" => decision.as_str_name(),
