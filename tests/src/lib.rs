@@ -1,6 +1,9 @@
 //! Test support for the end-to-end suite: [`spawn_app`] runs the real service on port 0 against
 //! the real Postgres (a fresh database per test) and Redis (a fresh key prefix per test), and
 //! [`RedisServer`] starts a private Redis for tests that must stop or restart it.
+//! [`browser::Browser`] drives a headless chromium for the review desk's tests.
+
+pub mod browser;
 
 use callwarden_proto::v1::{
     AddRuleRequest, BlockChoice, CallCommand, CallEventKind, Category, CheckActiveCallRequest,

@@ -2,8 +2,8 @@
 //! input gets back (a clear status, and nothing written).
 
 use callwarden_proto::v1::{
-    AddRuleRequest, Decision, Effect, GetRuleRequest, ListRulesRequest, RemoveRuleRequest, Scope,
-    ScopeKind,
+    AddRuleRequest, Decision, Effect, ExplainNumberRequest, ExplainNumberResponse, GetRuleRequest,
+    ListRulesRequest, RemoveRuleRequest, Scope, ScopeKind,
 };
 use callwarden_tests::*;
 use tonic::Code;
@@ -496,4 +496,92 @@ async fn reasons_keep_tabs_newlines_and_backslashes() {
         .unwrap()
         .into_inner();
     assert_eq!(got.reason, reason);
+}
+
+async fn explain(
+    app: &TestApp,
+    number: &str,
+    line: &str,
+) -> Result<ExplainNumberResponse, tonic::Status> {
+    app.blocklist
+        .clone()
+        .explain_number(ExplainNumberRequest {
+            number: number.into(),
+            line: line.into(),
+            operator_id: String::new(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn explaining_a_number_names_the_rule_that_decides_as_checks_do() {
+    let app = spawn_app().await;
+    let range = app
+        .add(AddRuleRequest {
+            reason: "spam range".into(),
+            ..rule("+4860123*")
+        })
+        .await;
+    let partner = app
+        .add(on_line(
+            AddRuleRequest {
+                reason: "partner".into(),
+                ..allow("+48601234567")
+            },
+            PL_LINE,
+        ))
+        .await;
+    // Another number on the range, and a rule that matches nothing here.
+    app.add(rule("+48700999888")).await;
+
+    // On the partner's line the exact allow outranks the range; elsewhere the range decides.
+    for (line, decision, reason, deciding) in [
+        (PL_LINE, Decision::Allow, "allowed_by_rule", &partner),
+        (OTHER_LINE, Decision::Reject, "prefix_blocked", &range),
+    ] {
+        let answer = explain(&app, "0048 601 234 567", line).await.unwrap();
+        assert_eq!(answer.caller_e164, "+48601234567");
+        assert_eq!(answer.decision(), decision, "{line}");
+        assert_eq!(answer.reason, reason, "{line}");
+        assert_eq!(
+            answer.deciding_rule.as_ref().map(|r| &r.id),
+            Some(&deciding.id),
+            "{line}"
+        );
+        // Both matching rules are shown, most specific first, with whether they take part.
+        let shown: Vec<(&str, bool)> = answer
+            .rules
+            .iter()
+            .map(|a| (a.rule.as_ref().unwrap().id.as_str(), a.in_scope))
+            .collect();
+        assert_eq!(
+            shown,
+            vec![
+                (partner.id.as_str(), line == PL_LINE),
+                (range.id.as_str(), true)
+            ],
+            "{line}"
+        );
+        // What CheckCall answers for the same call.
+        let checked = app.check("0048 601 234 567", line).await;
+        assert_eq!(
+            (checked.decision(), checked.reason.as_str()),
+            (decision, reason),
+            "{line}"
+        );
+    }
+
+    let clean = explain(&app, "+44 20 7946 0000", "").await.unwrap();
+    assert_eq!(
+        (clean.decision(), clean.reason.as_str()),
+        (Decision::Allow, "no_rule")
+    );
+    assert!(clean.rules.is_empty() && clean.deciding_rule.is_none());
+
+    let bad = explain(&app, "not a number", PL_LINE).await.unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().starts_with("number:"), "{bad:?}");
+    let withheld = explain(&app, "anonymous", PL_LINE).await.unwrap_err();
+    assert_eq!(withheld.code(), Code::InvalidArgument, "{withheld:?}");
 }

@@ -301,6 +301,7 @@ async fn export(
         .export_incident(ExportIncidentRequest {
             incident_id: id.into(),
             format: format.into(),
+            ..Default::default()
         })
         .await
         .map(tonic::Response::into_inner)
@@ -363,7 +364,7 @@ fn every_status() -> Vec<i32> {
 async fn stats(app: &TestApp, request: GetStatsRequest) -> GetStatsResponse {
     app.review
         .clone()
-        .get_stats(request)
+        .get_stats(request.clone())
         .await
         .unwrap_or_else(|s| panic!("GetStats {request:?}: {s}"))
         .into_inner()
@@ -2639,6 +2640,7 @@ async fn statistics_match_a_known_data_set() {
             from: Some(first),
             to: Some(later),
             top_callers: 0,
+            ..Default::default()
         },
     )
     .await;
@@ -2695,6 +2697,7 @@ async fn statistics_match_a_known_data_set() {
             from: Some(first),
             to: Some(later),
             top_callers: 1,
+            ..Default::default()
         },
     )
     .await;
@@ -2708,6 +2711,7 @@ async fn statistics_match_a_known_data_set() {
             from: Some(later),
             to: Some(timestamp(at(&Some(later)) + Duration::seconds(1))),
             top_callers: 0,
+            ..Default::default()
         },
     )
     .await;
@@ -2734,4 +2738,226 @@ async fn statistics_match_a_known_data_set() {
     assert_near(to, clock.now(), "to defaults to now");
     assert_eq!(to - at(&recent.from), Duration::days(30));
     app.stop().await.expect("a clean stop");
+}
+
+#[tokio::test]
+async fn statistics_count_each_day_in_the_readers_time_zone() {
+    let app = spawn_app().await;
+    let mut clock = ServiceClock::of(&app);
+    let i1 = file(
+        &app,
+        report(
+            "+48601000201",
+            "op-1",
+            Category::AbusiveLanguage,
+            Severity::Low,
+        ),
+    )
+    .await;
+    file(
+        &app,
+        report(
+            "+48601000202",
+            "op-2",
+            Category::FraudOrSpam,
+            Severity::High,
+        ),
+    )
+    .await;
+    let first = at(&incident(&app, &i1).await.created_at);
+    clock.advance(Duration::seconds(90));
+    acknowledge(&app, &i1, SUP).await.unwrap();
+    clock.advance(Duration::days(2));
+    let i3 = file(
+        &app,
+        report(
+            "+48601000201",
+            "op-3",
+            Category::AbusiveLanguage,
+            Severity::Critical,
+        ),
+    )
+    .await;
+    let later = at(&incident(&app, &i3).await.created_at);
+
+    let zone: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let day = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d").to_string();
+    let s = stats(
+        &app,
+        GetStatsRequest {
+            from: Some(timestamp(first - Duration::hours(1))),
+            to: Some(timestamp(later + Duration::hours(1))),
+            time_zone: "Asia/Shanghai".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    // Every day of the range, quiet ones included, in order.
+    let days: Vec<&str> = s.by_day.iter().map(|d| d.day.as_str()).collect();
+    assert_eq!(
+        days.first().copied(),
+        Some(day(first - Duration::hours(1)).as_str())
+    );
+    assert_eq!(
+        days.last().copied(),
+        Some(day(later + Duration::hours(1)).as_str())
+    );
+    assert!(days.windows(2).all(|w| w[0] < w[1]), "{days:?}");
+    assert_eq!(s.by_day.iter().map(|d| d.total).sum::<u64>(), 3);
+    let of = |t: DateTime<Utc>| s.by_day.iter().find(|d| d.day == day(t)).unwrap();
+    let first_day = of(first);
+    assert_eq!(first_day.total, 2);
+    assert_eq!(
+        counts(&first_day.by_category),
+        BTreeMap::from([("abusive_language", 1), ("fraud_or_spam", 1)])
+    );
+    assert_seconds_near(first_day.acknowledge_p50_seconds, 90.0, "that day's median");
+    let last_day = of(later);
+    assert_eq!(
+        counts(&last_day.by_severity),
+        BTreeMap::from([("critical", 1)])
+    );
+    assert_eq!(
+        last_day.acknowledge_p50_seconds, 0.0,
+        "nothing acknowledged that day"
+    );
+
+    let bad = app
+        .review
+        .clone()
+        .get_stats(GetStatsRequest {
+            time_zone: "Mars/Olympus".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_invalid(&bad, "time_zone", "Mars/Olympus");
+}
+
+#[tokio::test]
+async fn the_queue_counts_every_status_under_its_filters() {
+    let app = spawn_app().await;
+    let a = file(
+        &app,
+        report("+48601000301", "op-1", Category::Other, Severity::High),
+    )
+    .await;
+    file(
+        &app,
+        report("+48601000302", "op-1", Category::Other, Severity::High),
+    )
+    .await;
+    let c = file(
+        &app,
+        report("+48601000303", "op-1", Category::Other, Severity::High),
+    )
+    .await;
+    file(
+        &app,
+        report("+48601000304", "op-1", Category::Other, Severity::Low),
+    )
+    .await;
+    acknowledge(&app, &a, SUP).await.unwrap();
+    acknowledge(&app, &c, SUP).await.unwrap();
+    resolve(&app, &c, Outcome::NoAction).await.unwrap();
+
+    let page = list(
+        &app,
+        ListIncidentsRequest {
+            statuses: vec![IncidentStatus::Open.into()],
+            severities: vec![Severity::High.into()],
+            with_status_counts: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        page.incidents.len(),
+        1,
+        "the page keeps its own status filter"
+    );
+    assert_eq!(
+        counts(&page.status_counts),
+        BTreeMap::from([("open", 1), ("acknowledged", 1), ("resolved", 1)]),
+        "every status, under the severity filter"
+    );
+    let keys: Vec<&str> = page.status_counts.iter().map(|c| c.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["open", "acknowledged", "resolved", "dismissed"],
+        "zeros included"
+    );
+    let plain = list(&app, ListIncidentsRequest::default()).await.unwrap();
+    assert!(plain.status_counts.is_empty(), "counted only when asked");
+}
+
+#[tokio::test]
+async fn markdown_reports_speak_the_readers_language_and_time_zone() {
+    let app = spawn_app().await;
+    let id = file(
+        &app,
+        report(CALLER, "op-1", Category::AbusiveLanguage, Severity::Medium),
+    )
+    .await;
+    let created = at(&incident(&app, &id).await.created_at);
+    let localized = |locale: &str, zone: &str| {
+        let review = app.review.clone();
+        let (id, locale, zone) = (id.clone(), locale.to_owned(), zone.to_owned());
+        async move {
+            review
+                .clone()
+                .export_incident(ExportIncidentRequest {
+                    incident_id: id,
+                    format: ExportFormat::Markdown.into(),
+                    locale,
+                    time_zone: zone,
+                })
+                .await
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let warsaw: chrono_tz::Tz = "Europe/Warsaw".parse().unwrap();
+    let pl = localized("pl", "Europe/Warsaw").await.unwrap();
+    for fact in [
+        format!("# Raport o incydencie {id}"),
+        "Obraźliwy język (abusive_language)".to_owned(),
+        created
+            .with_timezone(&warsaw)
+            .format("%-d.%m.%Y, %H:%M")
+            .to_string(),
+        CALLER.to_owned(),
+    ] {
+        assert!(
+            pl.content.contains(&fact),
+            "{fact:?} missing from\n{}",
+            pl.content
+        );
+    }
+    let zh = localized("zh-CN", "Asia/Shanghai").await.unwrap();
+    assert!(
+        zh.content.contains(&format!("# 事件报告 {id}")),
+        "{}",
+        zh.content
+    );
+    assert!(
+        zh.content.contains("辱骂性语言 (abusive_language)"),
+        "{}",
+        zh.content
+    );
+    assert_eq!(
+        zh.chain_hash, pl.chain_hash,
+        "the same record, whatever the language"
+    );
+    let en = localized("", "").await.unwrap();
+    assert!(
+        en.content.contains(&format!("# Incident report {id}")),
+        "{}",
+        en.content
+    );
+
+    let bad = localized("fr", "").await.unwrap_err();
+    assert_invalid(&bad, "locale", "fr");
+    let bad = localized("pl", "Europe/Atlantis").await.unwrap_err();
+    assert_invalid(&bad, "time_zone", "Europe/Atlantis");
 }

@@ -132,13 +132,21 @@ impl Catalogues {
     /// Parses the catalogues compiled into the binary. They are part of the build, so one that
     /// does not parse is a defect the tests catch, not a runtime condition.
     pub fn load() -> Arc<Self> {
-        let bundles = Lang::ALL
+        Arc::new(Self::from_sources(
+            Lang::ALL.into_iter().map(|l| (l, l.source())).collect(),
+        ))
+    }
+
+    fn from_sources(sources: Vec<(Lang, &str)>) -> Self {
+        let bundles = sources
             .into_iter()
-            .map(|lang| {
-                let resource = FluentResource::try_new(lang.source().to_owned()).unwrap_or_else(
-                    |(_, errors)| panic!("locales/{}.ftl does not parse: {errors:?}", lang.tag()),
-                );
-                let id = lang.tag().parse().expect("our tags are valid language ids");
+            .map(|(lang, source)| {
+                let resource =
+                    FluentResource::try_new(source.to_owned()).unwrap_or_else(|(_, errors)| {
+                        panic!("locales/{}.ftl does not parse: {errors:?}", lang.tag())
+                    });
+                let id: unic_langid::LanguageIdentifier =
+                    lang.tag().parse().expect("our tags are valid language ids");
                 let mut bundle = FluentBundle::new_concurrent(vec![id]);
                 // Unicode isolation marks would show up in Markdown and in copied text.
                 bundle.set_use_isolating(false);
@@ -148,7 +156,7 @@ impl Catalogues {
                 (lang, bundle)
             })
             .collect();
-        Arc::new(Self { bundles })
+        Self { bundles }
     }
 
     fn bundle(&self, lang: Lang) -> &FluentBundle<FluentResource> {
@@ -297,5 +305,216 @@ impl Words for Speaker {
 
     fn time(&self, t: DateTime<Utc>) -> String {
         self.datetime(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn speaker(lang: Lang, zone: &str) -> Speaker {
+        Speaker::new(Catalogues::load(), lang, time_zone(zone).unwrap())
+    }
+
+    #[test]
+    fn every_language_has_exactly_the_english_messages() {
+        let en = Catalogues::ids(Lang::En);
+        assert!(en.len() > 200, "the English catalogue is the reference");
+        for lang in [Lang::Pl, Lang::ZhCn] {
+            let ids = Catalogues::ids(lang);
+            let missing: Vec<_> = en.iter().filter(|id| !ids.contains(id)).collect();
+            let extra: Vec<_> = ids.iter().filter(|id| !en.contains(id)).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{lang}: missing {missing:?}, not in English {extra:?}"
+            );
+        }
+    }
+
+    /// Message ids quoted in a source: `t("id"`, `t('id'`, `t_with("id"`, `say("id"` and
+    /// the report's `"report-…"` literals.
+    fn quoted_ids(source: &str) -> Vec<String> {
+        let mut ids = Vec::new();
+        for opener in ["t(\"", "t('", "t_with(\"", "say(\""] {
+            for (at, _) in source.match_indices(opener) {
+                let word_start = source[..at]
+                    .chars()
+                    .next_back()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+                if !word_start {
+                    continue;
+                }
+                let rest = &source[at + opener.len()..];
+                let id: String = rest
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .collect();
+                let closed = rest[id.len()..].starts_with(['"', '\'']);
+                if !id.is_empty() && closed {
+                    ids.push(id);
+                }
+            }
+        }
+        for (at, _) in source.match_indices("\"report-") {
+            let id: String = source[at + 1..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            ids.push(id);
+        }
+        ids
+    }
+
+    #[test]
+    fn english_has_every_message_the_desk_and_the_report_ask_for() {
+        let sources = [
+            include_str!("../templates/base.html"),
+            include_str!("../templates/sign_in.html"),
+            include_str!("../templates/error.html"),
+            include_str!("../templates/queue.html"),
+            include_str!("../templates/queue_table.html"),
+            include_str!("../templates/incident.html"),
+            include_str!("../templates/blocklist.html"),
+            include_str!("../templates/dashboard.html"),
+            include_str!("../templates/settings.html"),
+            include_str!("desk/mod.rs"),
+            include_str!("desk/session.rs"),
+            include_str!("desk/pages.rs"),
+            include_str!("desk/chart.rs"),
+            include_str!("../../callwarden-domain/src/report.rs"),
+        ];
+        let catalogues = Catalogues::load();
+        let ids: Vec<String> = sources.iter().flat_map(|s| quoted_ids(s)).collect();
+        assert!(
+            ids.len() > 150,
+            "the scan finds the desk's messages ({})",
+            ids.len()
+        );
+        let missing: Vec<_> = ids
+            .iter()
+            .filter(|id| !catalogues.has(Lang::En, id))
+            .collect();
+        assert!(missing.is_empty(), "not in en.ftl: {missing:?}");
+        // Ids the pages build from codes.
+        use callwarden_domain::{
+            incident::{Category, Severity},
+            report::ACTION_KINDS,
+            review::IncidentStatus,
+        };
+        let mut built: Vec<String> = Vec::new();
+        built.extend(
+            Category::ALL
+                .iter()
+                .map(|c| format!("category-{}", c.as_str())),
+        );
+        built.extend(
+            Severity::ALL
+                .iter()
+                .map(|c| format!("severity-{}", c.as_str())),
+        );
+        built.extend(
+            IncidentStatus::ALL
+                .iter()
+                .map(|c| format!("status-{}", c.as_str())),
+        );
+        built.extend(ACTION_KINDS.iter().map(|k| format!("event-{k}")));
+        for done in [
+            "acknowledged",
+            "statement",
+            "evidence",
+            "resolved",
+            "dismissed",
+            "reopened",
+            "rule-added",
+            "rule-removed",
+            "settings",
+        ] {
+            built.push(format!("what-{done}"));
+        }
+        for scope in ["global", "line", "operator"] {
+            built.push(format!("scope-{scope}"));
+        }
+        let missing: Vec<_> = built
+            .iter()
+            .filter(|id| !catalogues.has(Lang::En, id))
+            .collect();
+        assert!(missing.is_empty(), "not in en.ftl: {missing:?}");
+    }
+
+    #[test]
+    fn a_missing_translation_falls_back_to_english_never_to_the_key() {
+        let c = Catalogues::from_sources(vec![
+            (
+                Lang::En,
+                "greeting = Hello { $who }\nonly-english = Only in English\n",
+            ),
+            (Lang::Pl, "greeting = Witaj { $who }\n"),
+            (Lang::ZhCn, ""),
+        ]);
+        let who = [("who", Arg::Text("Ala".into()))];
+        assert_eq!(c.message(Lang::Pl, "greeting", &who), "Witaj Ala");
+        assert_eq!(c.message(Lang::Pl, "only-english", &[]), "Only in English");
+        assert_eq!(c.message(Lang::ZhCn, "greeting", &who), "Hello Ala");
+        assert_eq!(
+            c.message(Lang::Pl, "nowhere", &[]),
+            "",
+            "never the key itself"
+        );
+    }
+
+    #[test]
+    fn the_browser_language_is_negotiated_by_quality() {
+        for (header, lang) in [
+            ("pl-PL,pl;q=0.9,en-US;q=0.8,en;q=0.7", Lang::Pl),
+            ("zh-CN,zh;q=0.9", Lang::ZhCn),
+            ("zh-Hans-CN", Lang::ZhCn),
+            ("zh-TW,zh-Hant;q=0.9", Lang::En),
+            ("zh-TW, pl;q=0.5", Lang::Pl),
+            ("fr-FR, de;q=0.8", Lang::En),
+            ("en;q=0.4, pl;q=0.9", Lang::Pl),
+            ("pl;q=0, en", Lang::En),
+            ("", Lang::En),
+            ("*", Lang::En),
+        ] {
+            assert_eq!(Lang::negotiate(header), lang, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn dates_follow_the_language_and_the_time_zone() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 22, 8, 5, 0).unwrap();
+        assert_eq!(speaker(Lang::En, "UTC").datetime(t), "22 Nov 2026, 08:05");
+        assert_eq!(
+            speaker(Lang::Pl, "Europe/Warsaw").datetime(t),
+            "22.11.2026, 09:05"
+        );
+        assert_eq!(
+            speaker(Lang::ZhCn, "Asia/Shanghai").datetime(t),
+            "2026年11月22日 16:05"
+        );
+        assert!(time_zone("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn polish_counts_take_their_plural_forms() {
+        let s = speaker(Lang::Pl, "UTC");
+        let period = |n: f64| {
+            s.t_with(
+                "dashboard-period",
+                &[("days", Arg::Number(30.0)), ("total", Arg::Number(n))],
+            )
+        };
+        assert!(period(1.0).ends_with("1 incydent"), "{}", period(1.0));
+        assert!(period(3.0).ends_with("3 incydenty"), "{}", period(3.0));
+        assert!(period(5.0).ends_with("5 incydentów"), "{}", period(5.0));
+        assert_eq!(
+            speaker(Lang::En, "UTC").duration(3 * 3600 + 5 * 60),
+            "3 h 5 min"
+        );
+        assert_eq!(
+            speaker(Lang::ZhCn, "UTC").duration(2 * 86400 + 4 * 3600),
+            "2天4小时"
+        );
     }
 }

@@ -206,7 +206,7 @@ pub fn dashboard(s: &Speaker, stats: &pb::GetStatsResponse, days: u32) -> serde_
                 .collect(),
         })
         .collect();
-    let ack = stats.time_to_acknowledge.clone().unwrap_or_default();
+    let ack = stats.time_to_acknowledge.unwrap_or_default();
     let percentile_rows: Vec<(String, f64, String)> = [
         ("percentile-p50", ack.p50_seconds),
         ("percentile-p90", ack.p90_seconds),

@@ -195,7 +195,7 @@ struct Frame {
     zone: String,
 }
 
-/// The message functions templates call: `t("id", name=value)`, `name("category", code)`.
+/// The message functions templates call: `t(message_id, name=value)`, `name(group, code)`.
 fn words(speaker: &Speaker) -> minijinja::Value {
     use minijinja::value::{Kwargs, Value};
     let (s1, s2) = (speaker.clone(), speaker.clone());
