@@ -291,6 +291,15 @@ async fn the_queue_speaks_polish_and_chinese() {
         let html_lang = browser.find("html").await.attr("lang").await.unwrap();
         assert_eq!(html_lang.as_deref(), Some(lang));
         browser.screenshot(name).await;
+        // A tablet held upright: the page fits its width (the tables scroll inside it).
+        browser.client.set_window_size(820, 1180).await.unwrap();
+        let fits = in_page(
+            &browser,
+            "arguments[0](document.documentElement.scrollWidth <= window.innerWidth);",
+        )
+        .await;
+        assert_eq!(fits, json!(true), "the {lang} queue is wider than a tablet");
+        browser.screenshot(&format!("{name}-tablet")).await;
         browser.close().await;
     }
 

@@ -399,6 +399,7 @@ async fn every_read_of_an_incident_is_in_the_audit_log() {
     sup.export_incident(ExportIncidentRequest {
         incident_id: first.clone(),
         format: 0,
+        ..Default::default()
     })
     .await
     .unwrap();

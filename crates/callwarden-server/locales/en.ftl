@@ -5,6 +5,7 @@
 format-datetime = %-d %b %Y, %H:%M
 format-date = %-d %b %Y
 duration-minutes = { $m } min
+duration-seconds = { $s } s
 duration-hours = { $h } h { $m } min
 duration-days = { $d } d { $h } h
 
@@ -38,6 +39,13 @@ sign-in-refused-role = Your role ({ $role }) may not use the review desk: it nee
 sign-in-invalid = This token was not accepted ({ $reason }).
 sign-in-ended = Your session has ended (the token expired or was refused). Sign in again.
 signed-out = You have signed out.
+denial-missing_credentials = no token was given
+denial-malformed_credentials = this is not a token Callwarden can read
+denial-expired_token = the token has expired
+denial-bad_signature = the token's signature does not match
+denial-wrong_audience = the token is for another service
+denial-unknown_api_key = unknown API key
+denial-role_not_allowed = this role may not do that
 
 ## Errors
 error-title = This did not work
@@ -218,8 +226,13 @@ chart-by-severity = Incidents per day, by severity
 chart-acknowledge = Time to acknowledge
 chart-acknowledge-daily = Median time to acknowledge, per day
 chart-top-callers = Most reported callers
-chart-incidents = incidents
-chart-reporters = reporters
+chart-caller-counts = { $incidents ->
+    [one] one incident
+   *[other] { $incidents } incidents
+}, { $reporters ->
+    [one] one reporter
+   *[other] { $reporters } reporters
+}
 chart-no-data = Nothing to show for this period.
 percentile-p50 = median
 percentile-p90 = 90th percentile

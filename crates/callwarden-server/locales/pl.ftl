@@ -5,6 +5,7 @@
 format-datetime = %-d.%m.%Y, %H:%M
 format-date = %-d.%m.%Y
 duration-minutes = { $m } min
+duration-seconds = { $s } s
 duration-hours = { $h } godz. { $m } min
 duration-days = { $d } d. { $h } godz.
 
@@ -38,6 +39,13 @@ sign-in-refused-role = Twoja rola ({ $role }) nie uprawnia do korzystania z pane
 sign-in-invalid = Ten token nie został przyjęty ({ $reason }).
 sign-in-ended = Sesja wygasła (token stracił ważność lub został odrzucony). Zaloguj się ponownie.
 signed-out = Wylogowano.
+denial-missing_credentials = nie podano tokenu
+denial-malformed_credentials = to nie jest token, który Callwarden potrafi odczytać
+denial-expired_token = token wygasł
+denial-bad_signature = podpis tokenu się nie zgadza
+denial-wrong_audience = token jest przeznaczony dla innej usługi
+denial-unknown_api_key = nieznany klucz API
+denial-role_not_allowed = ta rola nie może tego zrobić
 
 ## Błędy
 error-title = Nie udało się
@@ -220,8 +228,17 @@ chart-by-severity = Incydenty dziennie według wagi
 chart-acknowledge = Czas do przyjęcia
 chart-acknowledge-daily = Mediana czasu do przyjęcia, dziennie
 chart-top-callers = Najczęściej zgłaszani dzwoniący
-chart-incidents = incydenty
-chart-reporters = zgłaszający
+chart-caller-counts = { $incidents ->
+    [one] jeden incydent
+    [few] { $incidents } incydenty
+    [many] { $incidents } incydentów
+   *[other] { $incidents } incydentu
+}, { $reporters ->
+    [one] jeden zgłaszający
+    [few] { $reporters } zgłaszających
+    [many] { $reporters } zgłaszających
+   *[other] { $reporters } zgłaszającego
+}
 chart-no-data = Brak danych dla tego okresu.
 percentile-p50 = mediana
 percentile-p90 = 90. percentyl

@@ -5,6 +5,7 @@
 format-datetime = %Y年%-m月%-d日 %H:%M
 format-date = %Y年%-m月%-d日
 duration-minutes = { $m }分钟
+duration-seconds = { $s }秒
 duration-hours = { $h }小时{ $m }分钟
 duration-days = { $d }天{ $h }小时
 
@@ -38,6 +39,13 @@ sign-in-refused-role = 您的角色（{ $role }）无权使用审核台：需要
 sign-in-invalid = 此令牌未被接受（{ $reason }）。
 sign-in-ended = 您的会话已结束（令牌已过期或被拒绝）。请重新登录。
 signed-out = 您已退出登录。
+denial-missing_credentials = 未提供令牌
+denial-malformed_credentials = 这不是 Callwarden 能读取的令牌
+denial-expired_token = 令牌已过期
+denial-bad_signature = 令牌签名不匹配
+denial-wrong_audience = 该令牌属于其他服务
+denial-unknown_api_key = 未知的 API 密钥
+denial-role_not_allowed = 该角色无权执行此操作
 
 ## 错误
 error-title = 操作未成功
@@ -215,8 +223,7 @@ chart-by-severity = 每日事件数（按严重程度）
 chart-acknowledge = 受理用时
 chart-acknowledge-daily = 每日受理用时中位数
 chart-top-callers = 被报告最多的来电者
-chart-incidents = 事件数
-chart-reporters = 报告人数
+chart-caller-counts = { $incidents } 起事件，{ $reporters } 位举报人
 chart-no-data = 此期间没有可显示的数据。
 percentile-p50 = 中位数
 percentile-p90 = 第 90 百分位

@@ -263,10 +263,14 @@ impl Speaker {
             .to_string()
     }
 
-    /// A length of time, rounded to what a person reads at a glance: minutes, hours and
-    /// minutes, or days and hours.
+    /// A length of time, rounded to what a person reads at a glance: seconds, minutes, hours
+    /// and minutes, or days and hours.
     pub fn duration(&self, seconds: i64) -> String {
-        let minutes = seconds.max(0) / 60;
+        let seconds = seconds.max(0);
+        if seconds < 60 {
+            return self.t_with("duration-seconds", &[("s", Arg::Number(seconds as f64))]);
+        }
+        let minutes = seconds / 60;
         let (d, h, m) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
         let n = |v: i64| Arg::Number(v as f64);
         if d > 0 {
@@ -434,6 +438,35 @@ mod tests {
         }
         for scope in ["global", "line", "operator"] {
             built.push(format!("scope-{scope}"));
+        }
+        use crate::auth::Denial::*;
+        for d in [
+            Missing,
+            Malformed,
+            Expired,
+            BadSignature,
+            WrongAudience,
+            UnknownKey,
+            Forbidden,
+        ] {
+            built.push(format!("denial-{}", d.as_str()));
+        }
+        for reason in [
+            "no_rule",
+            "blocked",
+            "prefix_blocked",
+            "allowed_by_rule",
+            "anonymous_allowed",
+            "anonymous_notice",
+            "anonymous_rejected",
+            "recent_incidents",
+            "fail_open",
+            "fail_closed",
+        ] {
+            built.push(format!("reason-{reason}"));
+        }
+        for decision in ["allow", "allow_with_notice", "reject"] {
+            built.push(format!("decision-{decision}"));
         }
         let missing: Vec<_> = built
             .iter()

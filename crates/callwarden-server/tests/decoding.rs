@@ -391,9 +391,9 @@ proptest! {
     fn encoded_requests_decode_to_themselves(req in add_rule_request(), t in any_timestamp()) {
         let bytes = req.encode_to_vec();
         prop_assert_eq!(pb::AddRuleRequest::decode(bytes.as_slice()), Ok(req));
-        let stats = pb::GetStatsRequest { from: Some(t), to: Some(t), top_callers: 3 };
+        let stats = pb::GetStatsRequest { from: Some(t), to: Some(t), top_callers: 3, time_zone: "Europe/Warsaw".into() };
         let bytes = stats.encode_to_vec();
-        prop_assert_eq!(pb::GetStatsRequest::decode(bytes.as_slice()), Ok(stats));
+        prop_assert_eq!(pb::GetStatsRequest::decode(bytes.as_slice()), Ok(stats.clone()));
     }
 
     // --- Field values --------------------------------------------------------------------------

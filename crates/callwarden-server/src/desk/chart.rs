@@ -59,7 +59,8 @@ pub fn stacked_bars(title: &str, days: &[String], series: &[Series]) -> String {
     let totals: Vec<u64> = (0..days.len())
         .map(|i| series.iter().map(|s| s.values[i]).sum())
         .collect();
-    let max = nice_max(totals.iter().copied().max().unwrap_or(0) as f64);
+    // At least 4, so that the four grid lines fall on whole incidents.
+    let max = nice_max((totals.iter().copied().max().unwrap_or(0) as f64).max(4.0));
     let plot_w = WIDTH - LEFT - 8.0;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let step = plot_w / days.len().max(1) as f64;
@@ -112,15 +113,10 @@ fn axis(svg: &mut String, max: f64, plot_w: f64, plot_h: f64) {
         let y = TOP + plot_h - plot_h * k as f64 / 4.0;
         let _ = write!(
             svg,
-            r#"<line x1="{LEFT}" x2="{x2:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{tx:.1}" y="{ty:.1}" class="tick" text-anchor="end">{label}</text>"#,
+            r#"<line x1="{LEFT}" x2="{x2:.1}" y1="{y:.1}" y2="{y:.1}" class="grid"/><text x="{tx:.1}" y="{ty:.1}" class="tick" text-anchor="end">{v:.0}</text>"#,
             x2 = LEFT + plot_w,
             tx = LEFT - 6.0,
             ty = y + 4.0,
-            label = if max >= 4.0 {
-                format!("{v:.0}")
-            } else {
-                format!("{v:.1}")
-            }
         );
     }
 }
@@ -134,7 +130,8 @@ pub fn horizontal_bars(title: &str, rows: &[(String, f64, String)]) -> String {
         .max(f64::MIN_POSITIVE);
     let row_h = 26.0;
     let label_w = 190.0;
-    let bar_room = WIDTH - label_w - 110.0;
+    // Room on the right for the value written after the longest bar.
+    let bar_room = WIDTH - label_w - 230.0;
     let height = TOP + rows.len() as f64 * row_h + 8.0;
     let mut svg = String::new();
     let _ = write!(
@@ -235,12 +232,12 @@ pub fn dashboard(s: &Speaker, stats: &pb::GetStatsResponse, days: u32) -> serde_
             (
                 c.caller_e164.clone(),
                 c.incidents as f64,
-                format!(
-                    "{} {} · {} {}",
-                    c.incidents,
-                    s.t("chart-incidents"),
-                    c.reporters,
-                    s.t("chart-reporters")
+                s.t_with(
+                    "chart-caller-counts",
+                    &[
+                        ("incidents", Arg::Number(c.incidents as f64)),
+                        ("reporters", Arg::Number(c.reporters as f64)),
+                    ],
                 ),
             )
         })

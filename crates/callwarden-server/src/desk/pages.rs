@@ -61,16 +61,6 @@ fn form<T: for<'de> Deserialize<'de>>(
         .map_err(|e| DeskError::Status(tonic::Status::invalid_argument(format!("form: {e}"))))
 }
 
-fn status_code(v: i32) -> &'static str {
-    match pb::IncidentStatus::try_from(v) {
-        Ok(pb::IncidentStatus::Open) => "open",
-        Ok(pb::IncidentStatus::Acknowledged) => "acknowledged",
-        Ok(pb::IncidentStatus::Resolved) => "resolved",
-        Ok(pb::IncidentStatus::Dismissed) => "dismissed",
-        _ => "unspecified",
-    }
-}
-
 /// The wire enum's value name in snake case without its prefix: `CATEGORY_ABUSIVE_LANGUAGE`
 /// -> `abusive_language`, as the README's codes and the catalogue's names are written.
 fn code(name: &str, prefix: &str) -> String {
@@ -93,7 +83,7 @@ fn severity_code(v: i32) -> String {
 struct IncidentView {
     id: String,
     short_id: String,
-    status: &'static str,
+    status: String,
     category: String,
     severity: String,
     line: String,
@@ -120,9 +110,9 @@ struct IncidentView {
 }
 
 fn incident_view(s: &Speaker, i: &pb::Incident, now: DateTime<Utc>) -> IncidentView {
-    let status = status_code(i.status);
+    let status = code(i.status().as_str_name(), "INCIDENT_STATUS_");
     let deadline = time(i.deadline.as_ref());
-    let active = matches!(status, "open" | "acknowledged");
+    let active = matches!(status.as_str(), "open" | "acknowledged");
     let deadline_note = match deadline {
         Some(d) if active && i.overdue => s.t_with(
             "deadline-overdue",
@@ -179,7 +169,7 @@ fn incident_view(s: &Speaker, i: &pb::Incident, now: DateTime<Utc>) -> IncidentV
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 pub struct QueueQuery {
     #[serde(default)]
     status: String,
@@ -272,7 +262,7 @@ async fn queue_page(desk: &Desk, session: &Session, q: &QueueQuery) -> Result<Re
         let next = QueueQuery {
             page: answer.next_page_token.clone(),
             partial: None,
-            ..clone_query(q)
+            ..q.clone()
         };
         serde_urlencoded::to_string(&next).unwrap_or_default()
     });
@@ -287,18 +277,6 @@ async fn queue_page(desk: &Desk, session: &Session, q: &QueueQuery) -> Result<Re
         return Ok(desk.render("queue_table.html", s, Some(&frame), ctx));
     }
     Ok(desk.render("queue.html", s, Some(&frame), ctx))
-}
-
-fn clone_query(q: &QueueQuery) -> QueueQuery {
-    QueueQuery {
-        status: q.status.clone(),
-        severity: q.severity.clone(),
-        category: q.category.clone(),
-        line: q.line.clone(),
-        overdue: q.overdue.clone(),
-        page: q.page.clone(),
-        partial: q.partial.clone(),
-    }
 }
 
 fn category_codes() -> Vec<String> {
@@ -357,6 +335,16 @@ pub async fn incident(
     let result = incident_page(&desk, &session, &id, &q).await;
     respond(&desk, &session, "queue", result)
 }
+
+/// How long a block lasts, as the forms offer it: seconds (0 for good) and the message that
+/// names the choice.
+const BLOCK_PERIODS: [(&str, &str); 5] = [
+    ("0", "block-for-good"),
+    ("86400", "block-for-day"),
+    ("604800", "block-for-week"),
+    ("2592000", "block-for-month"),
+    ("31536000", "block-for-year"),
+];
 
 /// The acts a `done` notice may name (anything else is ignored, never echoed).
 const DONE: &[&str] = &[
@@ -430,13 +418,7 @@ async fn incident_page(
         .as_deref()
         .filter(|d| DONE.contains(d))
         .map(|d| s.t_with("done", &[("what", Arg::Text(s.t(&format!("what-{d}"))))]));
-    let ctx = json!({ "i": view, "events": events, "history": history, "rules": rules, "statements": statements, "evidence": evidence, "chain_verified": detail.chain_verified, "done": done, "outcomes": ["no_action", "warning_issued", "caller_blocked", "referred_to_authorities", "mediated"], "block_periods": [
-            ("0", "block-for-good"),
-            ("86400", "block-for-day"),
-            ("604800", "block-for-week"),
-            ("2592000", "block-for-month"),
-            ("31536000", "block-for-year"),
-        ] });
+    let ctx = json!({ "i": view, "events": events, "history": history, "rules": rules, "statements": statements, "evidence": evidence, "chain_verified": detail.chain_verified, "done": done, "outcomes": ["no_action", "warning_issued", "caller_blocked", "referred_to_authorities", "mediated"], "block_periods": BLOCK_PERIODS });
     Ok(desk.render("incident.html", s, Some(&session.frame(desk, "queue")), ctx))
 }
 
@@ -788,13 +770,7 @@ async fn blocklist_page(
         .as_deref()
         .filter(|d| matches!(*d, "rule-added" | "rule-removed"))
         .map(|d| s.t_with("done", &[("what", Arg::Text(s.t(&format!("what-{d}"))))]));
-    let ctx = json!({ "q": q, "lookup": lookup, "rules": page.rules.iter().map(|r| rule_view(s, r)).collect::<Vec<_>>(), "next": next, "done": done, "durations": [
-            ("0", "block-for-good"),
-            ("86400", "block-for-day"),
-            ("604800", "block-for-week"),
-            ("2592000", "block-for-month"),
-            ("31536000", "block-for-year"),
-        ] });
+    let ctx = json!({ "q": q, "lookup": lookup, "rules": page.rules.iter().map(|r| rule_view(s, r)).collect::<Vec<_>>(), "next": next, "done": done, "durations": BLOCK_PERIODS });
     Ok(desk.render(
         "blocklist.html",
         s,

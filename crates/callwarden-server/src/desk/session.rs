@@ -261,7 +261,7 @@ pub async fn sign_in(
         Err(SignInRefusal::Credentials(denial)) => {
             let error = speaker.t_with(
                 "sign-in-invalid",
-                &[("reason", Arg::Text(denial.as_str().replace('_', " ")))],
+                &[("reason", Arg::Text(speaker.name("denial", denial.as_str())))],
             );
             sign_in_form(
                 &desk,
