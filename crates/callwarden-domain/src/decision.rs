@@ -34,6 +34,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 10] = [
+        Self::NoRule,
+        Self::Blocked,
+        Self::PrefixBlocked,
+        Self::AllowedByRule,
+        Self::AnonymousAllowed,
+        Self::AnonymousNotice,
+        Self::AnonymousRejected,
+        Self::RecentIncidents,
+        Self::FailOpen,
+        Self::FailClosed,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NoRule => "no_rule",

@@ -243,6 +243,14 @@ async fn scenarios(
             call: Call::List(Box::default()),
         },
         Scenario {
+            name: "queue-counts",
+            what: "ListIncidents with_status_counts (the review desk's queue page)".into(),
+            call: Call::List(Box::new(ListIncidentsRequest {
+                with_status_counts: true,
+                ..Default::default()
+            })),
+        },
+        Scenario {
             name: "queue-newest",
             what: "ListIncidents order NEWEST (the queue, first page)".into(),
             call: Call::List(Box::new(ListIncidentsRequest {

@@ -93,6 +93,16 @@ pub enum Denial {
 }
 
 impl Denial {
+    pub const ALL: [Denial; 7] = [
+        Self::Missing,
+        Self::Malformed,
+        Self::Expired,
+        Self::BadSignature,
+        Self::WrongAudience,
+        Self::UnknownKey,
+        Self::Forbidden,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::Missing => "missing_credentials",

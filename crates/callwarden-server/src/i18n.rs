@@ -423,48 +423,24 @@ mod tests {
                 .map(|c| format!("status-{}", c.as_str())),
         );
         built.extend(ACTION_KINDS.iter().map(|k| format!("event-{k}")));
-        for done in [
-            "acknowledged",
-            "statement",
-            "evidence",
-            "resolved",
-            "dismissed",
-            "reopened",
-            "rule-added",
-            "rule-removed",
-            "settings",
-        ] {
-            built.push(format!("what-{done}"));
-        }
+        built.extend(
+            crate::desk::DONE_NOTICES
+                .iter()
+                .map(|d| format!("what-{d}")),
+        );
         for scope in ["global", "line", "operator"] {
             built.push(format!("scope-{scope}"));
         }
-        use crate::auth::Denial::*;
-        for d in [
-            Missing,
-            Malformed,
-            Expired,
-            BadSignature,
-            WrongAudience,
-            UnknownKey,
-            Forbidden,
-        ] {
-            built.push(format!("denial-{}", d.as_str()));
-        }
-        for reason in [
-            "no_rule",
-            "blocked",
-            "prefix_blocked",
-            "allowed_by_rule",
-            "anonymous_allowed",
-            "anonymous_notice",
-            "anonymous_rejected",
-            "recent_incidents",
-            "fail_open",
-            "fail_closed",
-        ] {
-            built.push(format!("reason-{reason}"));
-        }
+        built.extend(
+            crate::auth::Denial::ALL
+                .iter()
+                .map(|d| format!("denial-{}", d.as_str())),
+        );
+        built.extend(
+            callwarden_domain::decision::Reason::ALL
+                .iter()
+                .map(|r| format!("reason-{}", r.as_str())),
+        );
         for decision in ["allow", "allow_with_notice", "reject"] {
             built.push(format!("decision-{decision}"));
         }

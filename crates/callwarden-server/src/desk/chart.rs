@@ -65,13 +65,7 @@ pub fn stacked_bars(title: &str, days: &[String], series: &[Series]) -> String {
     let plot_h = HEIGHT - TOP - BOTTOM;
     let step = plot_w / days.len().max(1) as f64;
     let bar_w = (step * 0.75).max(1.0);
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-labelledby="{id}-t"><title id="{id}-t">{t}</title>"#,
-        id = slug(title),
-        t = esc(title)
-    );
+    let mut svg = open_svg(title, HEIGHT);
     axis(&mut svg, max, plot_w, plot_h);
     for (i, _) in days.iter().enumerate() {
         let x = LEFT + i as f64 * step + (step - bar_w) / 2.0;
@@ -133,13 +127,7 @@ pub fn horizontal_bars(title: &str, rows: &[(String, f64, String)]) -> String {
     // Room on the right for the value written after the longest bar.
     let bar_room = WIDTH - label_w - 230.0;
     let height = TOP + rows.len() as f64 * row_h + 8.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="{id}-t"><title id="{id}-t">{t}</title>"#,
-        id = slug(title),
-        t = esc(title)
-    );
+    let mut svg = open_svg(title, height);
     for (i, (label, value, shown)) in rows.iter().enumerate() {
         let y = TOP + i as f64 * row_h;
         let w = (value / max * bar_room).max(if *value > 0.0 { 2.0 } else { 0.0 });
@@ -156,6 +144,15 @@ pub fn horizontal_bars(title: &str, rows: &[(String, f64, String)]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A chart's opening tag and its title, which names it to screen readers.
+fn open_svg(title: &str, height: f64) -> String {
+    format!(
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="{id}-t"><title id="{id}-t">{t}</title>"#,
+        id = slug(title),
+        t = esc(title)
+    )
 }
 
 fn slug(s: &str) -> String {

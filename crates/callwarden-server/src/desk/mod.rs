@@ -165,6 +165,20 @@ impl Desk {
     }
 }
 
+/// What a `?done=` notice may name after a form (`what-<name>` in the catalogues); anything
+/// else is ignored, never echoed.
+pub(crate) const DONE_NOTICES: &[&str] = &[
+    "acknowledged",
+    "statement",
+    "evidence",
+    "resolved",
+    "dismissed",
+    "reopened",
+    "rule-added",
+    "rule-removed",
+    "settings",
+];
+
 /// Why an action failed: the service's own answer, or a form that did not come from the desk.
 #[derive(Debug)]
 pub enum DeskError {

@@ -346,16 +346,6 @@ const BLOCK_PERIODS: [(&str, &str); 5] = [
     ("31536000", "block-for-year"),
 ];
 
-/// The acts a `done` notice may name (anything else is ignored, never echoed).
-const DONE: &[&str] = &[
-    "acknowledged",
-    "statement",
-    "evidence",
-    "resolved",
-    "dismissed",
-    "reopened",
-];
-
 async fn incident_page(
     desk: &Desk,
     session: &Session,
@@ -416,7 +406,7 @@ async fn incident_page(
     let done = q
         .done
         .as_deref()
-        .filter(|d| DONE.contains(d))
+        .filter(|d| super::DONE_NOTICES.contains(d))
         .map(|d| s.t_with("done", &[("what", Arg::Text(s.t(&format!("what-{d}"))))]));
     let ctx = json!({ "i": view, "events": events, "history": history, "rules": rules, "statements": statements, "evidence": evidence, "chain_verified": detail.chain_verified, "done": done, "outcomes": ["no_action", "warning_issued", "caller_blocked", "referred_to_authorities", "mediated"], "block_periods": BLOCK_PERIODS });
     Ok(desk.render("incident.html", s, Some(&session.frame(desk, "queue")), ctx))
@@ -768,7 +758,7 @@ async fn blocklist_page(
     let done = q
         .done
         .as_deref()
-        .filter(|d| matches!(*d, "rule-added" | "rule-removed"))
+        .filter(|d| super::DONE_NOTICES.contains(d))
         .map(|d| s.t_with("done", &[("what", Arg::Text(s.t(&format!("what-{d}"))))]));
     let ctx = json!({ "q": q, "lookup": lookup, "rules": page.rules.iter().map(|r| rule_view(s, r)).collect::<Vec<_>>(), "next": next, "done": done, "durations": BLOCK_PERIODS });
     Ok(desk.render(
