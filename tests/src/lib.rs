@@ -160,6 +160,9 @@ pub fn test_config(redis_url: &str) -> Config {
         // rest of the suite must not fall back to the failure policy by accident. The failure
         // suite sets its own.
         check_budget_ms: 2_000,
+        // Likewise for Redis replies elsewhere (commands, cooldowns): chromium starting for the
+        // desk's browser tests can keep both cores busy for seconds.
+        redis_timeout_ms: 5_000,
         spool: callwarden_server::config::SpoolConfig {
             dir: std::env::temp_dir().join(format!("cw-spool-{id}")),
             write_timeout_ms: 10_000,
