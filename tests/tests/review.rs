@@ -2888,6 +2888,22 @@ async fn the_queue_counts_every_status_under_its_filters() {
         ["open", "acknowledged", "resolved", "dismissed"],
         "zeros included"
     );
+    // Closed incidents count from `closed_since` on (24 hours ago by default).
+    let later = list(
+        &app,
+        ListIncidentsRequest {
+            severities: vec![Severity::High.into()],
+            with_status_counts: true,
+            closed_since: Some(timestamp(Utc::now() + Duration::hours(1))),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        counts(&later.status_counts),
+        BTreeMap::from([("open", 1), ("acknowledged", 1)])
+    );
     let plain = list(&app, ListIncidentsRequest::default()).await.unwrap();
     assert!(plain.status_counts.is_empty(), "counted only when asked");
 }

@@ -60,6 +60,7 @@ error-internal = Something went wrong on our side. Try again; if it persists, te
 ## Queue
 queue-title = Review queue
 queue-counters = Incidents by status
+queue-counters-closed = Resolved and dismissed: closed in the last 24 hours.
 queue-filters = Filters
 filter-status = Status
 filter-status-queue = Waiting for review

@@ -60,6 +60,7 @@ error-internal = Coś poszło nie tak po naszej stronie. Spróbuj ponownie; jeś
 ## Kolejka
 queue-title = Kolejka przeglądu
 queue-counters = Incydenty według statusu
+queue-counters-closed = Rozstrzygnięte i odrzucone: zamknięte w ciągu ostatnich 24 godzin.
 queue-filters = Filtry
 filter-status = Status
 filter-status-queue = Oczekujące na przegląd

@@ -60,6 +60,7 @@ error-internal = 我们这边出现了问题。请重试；如果问题持续存
 ## 队列
 queue-title = 审核队列
 queue-counters = 各状态事件数
+queue-counters-closed = 已处理完结和已驳回：过去 24 小时内关闭的事件。
 queue-filters = 筛选
 filter-status = 状态
 filter-status-queue = 待审核

@@ -559,19 +559,37 @@ impl IncidentStore {
     }
 
     /// How many incidents match `filter` in each status, whatever statuses it asks for: a
-    /// queue's counters. Every status is present, zeros included.
+    /// queue's counters. Open and acknowledged ones are all counted (the queue's partial
+    /// indexes hold them); resolved and dismissed ones only if closed at or after
+    /// `closed_since`, since counting all of history would read every incident ever recorded.
+    /// Every status is present, zeros included.
     pub async fn count_by_status(
         &self,
         filter: &IncidentFilter,
         as_of: DateTime<Utc>,
+        closed_since: DateTime<Utc>,
     ) -> Result<Vec<(String, u64)>, StorageError> {
-        let every = IncidentFilter {
-            statuses: IncidentStatus::ALL.to_vec(),
-            ..filter.clone()
-        };
-        let mut q = self.selected("status, count(*)", &every, as_of);
-        q.push(" GROUP BY status");
-        let rows: Vec<(String, i64)> = q.build_query_as().fetch_all(&self.pg).await?;
+        let mut rows: Vec<(String, i64)> = Vec::new();
+        for statuses in [
+            IncidentStatus::ACTIVE.to_vec(),
+            vec![IncidentStatus::Resolved, IncidentStatus::Dismissed],
+        ] {
+            let closed = !statuses[0].is_active();
+            let part = IncidentFilter {
+                statuses,
+                ..filter.clone()
+            };
+            let mut q = self.selected("status, count(*)", &part, as_of);
+            if closed {
+                q.push(" AND closed_at >= ").push_bind(closed_since);
+            }
+            q.push(" GROUP BY status");
+            rows.extend(
+                q.build_query_as::<(String, i64)>()
+                    .fetch_all(&self.pg)
+                    .await?,
+            );
+        }
         Ok(IncidentStatus::ALL
             .iter()
             .map(|s| {

@@ -479,8 +479,10 @@ impl ReviewService {
             String::new()
         };
         let status_counts = if req.with_status_counts {
+            let closed_since = convert::time("closed_since", req.closed_since.as_ref())?
+                .unwrap_or(as_of - Duration::hours(24));
             self.incidents
-                .count_by_status(&filter, as_of)
+                .count_by_status(&filter, as_of, closed_since)
                 .await?
                 .into_iter()
                 .map(|(key, count)| pb::Count { key, count })
@@ -752,8 +754,10 @@ impl ReviewService {
             }
         };
         let zone = time_zone_or_utc("time_zone", &req.time_zone)?;
-        let s = self.incidents.stats(from, to, top.into()).await?;
-        let daily = self.incidents.daily_stats(from, to, zone.name()).await?;
+        let (s, daily) = futures::try_join!(
+            self.incidents.stats(from, to, top.into()),
+            self.incidents.daily_stats(from, to, zone.name()),
+        )?;
         let counts = |v: Vec<(String, u64)>| {
             v.into_iter()
                 .map(|(key, count)| pb::Count { key, count })
