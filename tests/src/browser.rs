@@ -4,7 +4,7 @@
 //! visitor with that browser language would see.
 
 use fantoccini::{Client, ClientBuilder};
-pub use fantoccini::{Locator, elements::Element};
+pub use fantoccini::{Locator, elements::Element, key::Key};
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::{
     os::unix::process::CommandExt,
@@ -210,6 +210,20 @@ impl Browser {
             .send_keys(value)
             .await
             .unwrap_or_else(|e| panic!("type into {css:?}: {e}"));
+    }
+
+    /// Presses and releases `key` on the keyboard, wherever the focus is: what a person who
+    /// works without a mouse does.
+    pub async fn press(&self, key: Key) {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let value = char::from(key);
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value })
+            .then(KeyAction::Up { value });
+        self.client
+            .perform_actions(keys)
+            .await
+            .unwrap_or_else(|e| panic!("press {key:?}: {e}"));
     }
 
     /// Clicks the element `css` selects.

@@ -5,7 +5,10 @@
 
 use callwarden_proto::v1::{CallEventKind, Category, Decision, IncidentStatus, Severity};
 use callwarden_server::auth::Role;
-use callwarden_tests::{browser::Browser, *};
+use callwarden_tests::{
+    browser::{Browser, Key},
+    *,
+};
 use serde_json::json;
 
 /// Files a report the way an operator's console does: the call is checked, answered, then
@@ -111,7 +114,23 @@ async fn a_supervisor_signs_in_sees_a_report_arrive_and_resolves_it_with_a_block
             .contains("Call ended (terminate sent)")
     );
     browser.screenshot("incident-open").await;
-    browser.click("#acknowledge button").await;
+    // By keyboard alone: the first Tab reaches the skip link, more reach the acknowledge
+    // button, Enter presses it.
+    let focused = |css: &str| {
+        format!("arguments[0](document.activeElement === document.querySelector({css:?}));")
+    };
+    browser.press(Key::Tab).await;
+    assert_eq!(in_page(&browser, &focused("a.skip")).await, json!(true));
+    let mut reached = false;
+    for _ in 0..40 {
+        browser.press(Key::Tab).await;
+        if in_page(&browser, &focused("#acknowledge button")).await == json!(true) {
+            reached = true;
+            break;
+        }
+    }
+    assert!(reached, "Tab never reached the acknowledge button");
+    browser.press(Key::Enter).await;
     browser.wait_for("#done").await;
     assert_eq!(status_of(&app, &id).await, IncidentStatus::Acknowledged);
 
