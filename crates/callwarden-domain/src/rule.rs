@@ -286,6 +286,19 @@ pub struct RuleMatch {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+impl Rule {
+    /// What a check needs of this rule.
+    pub fn as_match(&self) -> RuleMatch {
+        RuleMatch {
+            id: self.id,
+            pattern: self.pattern.clone(),
+            scope: self.scope.clone(),
+            effect: self.effect,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
 impl RuleMatch {
     /// The precedence order, highest wins: pattern specificity, then scope narrowness, then
     /// ALLOW over BLOCK. The rule id only makes ties deterministic.

@@ -207,7 +207,8 @@ impl Catalogues {
     }
 
     /// The message ids of a language's catalogue.
-    pub fn ids(lang: Lang) -> Vec<String> {
+    #[cfg(test)]
+    fn ids(lang: Lang) -> Vec<String> {
         let resource = FluentResource::try_new(lang.source().to_owned()).expect("catalogue parses");
         resource
             .entries()

@@ -2,6 +2,7 @@
 //! the signed-in user, then renders the answer (or the service's refusal) in their language.
 
 use super::{Desk, DeskError, Session, chart};
+use crate::grpc::convert;
 use crate::i18n::{Arg, Lang, Speaker};
 use axum::{
     extract::{Path, Query, State},
@@ -40,8 +41,9 @@ fn respond(
         .unwrap_or_else(|e| desk.failure(&session.speaker, Some(&session.frame(desk, section)), &e))
 }
 
+/// A time from the service's answer (always valid: the service wrote it).
 fn time(t: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
-    t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+    convert::time("", t).ok().flatten()
 }
 
 /// A form posted to the desk: parsed, and refused unless it carries this session's CSRF token.
@@ -67,15 +69,6 @@ fn code(name: &str, prefix: &str) -> String {
     name.strip_prefix(prefix)
         .unwrap_or(name)
         .to_ascii_lowercase()
-}
-
-fn category_code(v: i32) -> String {
-    pb::Category::try_from(v)
-        .map_or_else(|_| "other".into(), |c| code(c.as_str_name(), "CATEGORY_"))
-}
-
-fn severity_code(v: i32) -> String {
-    pb::Severity::try_from(v).map_or_else(|_| "low".into(), |s| code(s.as_str_name(), "SEVERITY_"))
 }
 
 /// One incident as a row or a header shows it.
@@ -143,8 +136,12 @@ fn incident_view(s: &Speaker, i: &pb::Incident, now: DateTime<Utc>) -> IncidentV
         id: i.id.clone(),
         short_id: i.id.chars().take(8).collect(),
         status,
-        category: category_code(i.category),
-        severity: severity_code(i.severity),
+        category: convert::category("category", i.category)
+            .map_or("other", |c| c.as_str())
+            .to_owned(),
+        severity: convert::severity("severity", i.severity)
+            .map_or("low", |s| s.as_str())
+            .to_owned(),
         line: i.line.clone(),
         caller: (!i.caller_e164.is_empty()).then(|| i.caller_e164.clone()),
         reporter: (!i.reporter_sealed).then(|| i.reporter.clone()),
@@ -593,13 +590,8 @@ async fn act_on(
             );
         }
     };
-    Ok(Redirect::to(&format!("/desk/incidents/{}?done={done}", urlencode(id))).into_response())
-}
-
-fn urlencode(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)])
-        .map(|e| e.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
+    // The service has just acted on it, so `id` is an incident id: nothing to escape.
+    Ok(Redirect::to(&format!("/desk/incidents/{id}?done={done}")).into_response())
 }
 
 #[derive(Deserialize)]
@@ -663,15 +655,7 @@ fn rule_view(s: &Speaker, r: &pb::Rule) -> serde_json::Value {
     } else {
         scope_kind
     };
-    let effect = code(
-        pb::Effect::try_from(r.effect).map_or("EFFECT_BLOCK", |e| e.as_str_name()),
-        "EFFECT_",
-    );
-    let effect = if effect == "unspecified" {
-        "block".to_owned()
-    } else {
-        effect
-    };
+    let effect = convert::effect("effect", r.effect).map_or("block", |e| e.as_str());
     json!({ "id": r.id, "pattern": r.pattern, "effect": effect, "scope": s.t_with(&format!("scope-{scope_kind}"), &[("value", Arg::Text(scope.value.clone()))]), "reason": r.reason, "created": s.t_with("actor-by", &[
             ("at", Arg::Text(time(r.created_at.as_ref()).map(|t| s.datetime(t)).unwrap_or_default())),
             ("who", Arg::Text(r.created_by.clone())),
@@ -871,8 +855,8 @@ pub async fn dashboard(
                 &desk,
                 &review_rpc("GetStats"),
                 pb::GetStatsRequest {
-                    from: Some(crate::grpc::convert::timestamp(from)),
-                    to: Some(crate::grpc::convert::timestamp(to)),
+                    from: Some(convert::timestamp(from)),
+                    to: Some(convert::timestamp(to)),
                     top_callers: 10,
                     time_zone: s.zone.name().to_owned(),
                 },

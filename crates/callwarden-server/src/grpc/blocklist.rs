@@ -6,7 +6,7 @@ use callwarden_domain::{
     decision::decide,
     line::LineDirectory,
     phone::CallerId,
-    rule::{OperatorId, RuleId, RuleMatch, Scope},
+    rule::{OperatorId, Rule, RuleId, RuleMatch, Scope},
 };
 use callwarden_proto::v1::{self as pb, block_list_server};
 use callwarden_storage::{RuleBook, RuleFilter};
@@ -116,18 +116,11 @@ impl BlockListService {
                 .collect(),
         };
         let mut rules = self.rules.active_for(number, now).await?;
-        let as_match = |r: &callwarden_domain::rule::Rule| RuleMatch {
-            id: r.id,
-            pattern: r.pattern.clone(),
-            scope: r.scope.clone(),
-            effect: r.effect,
-            expires_at: r.expires_at,
-        };
-        rules.sort_by_key(|r| std::cmp::Reverse(as_match(r).precedence()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.as_match().precedence()));
         let in_scope: Vec<RuleMatch> = rules
             .iter()
             .filter(|r| scopes.contains(&r.scope))
-            .map(as_match)
+            .map(Rule::as_match)
             .collect();
         let verdict = decide(policy, &caller, &in_scope, 0, now);
         let deciding = verdict
